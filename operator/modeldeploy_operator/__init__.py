@@ -1,0 +1,1 @@
+"""modeldeploy operator: the ModelDeployment API, its CRD and the CLI."""

@@ -1,0 +1,1 @@
+"""modeldeploy serving: Ray Serve replicas hosting vLLM's own OpenAI server."""
