@@ -1,0 +1,519 @@
+"""The desired state of a ModelDeployment: model, engine, resources, scaling, endpoint, Ray."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, WithJsonSchema
+
+from .base import ApiModel, Rule, fullmatch
+
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+def _quantity_to_string(value: Any) -> Any:
+    # YAML turns `cpu: 4` into an int; Kubernetes accepts both forms, so do we.
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+# The schema is the one Kubernetes itself publishes for resource.Quantity.
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_to_string),
+    Field(pattern=QUANTITY_PATTERN),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+MODEL_SOURCE_PATTERN = (
+    r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?"
+    r"|s3://[a-z0-9][a-z0-9.-]*[a-z0-9]/.+"
+    r"|gs://[a-z0-9][a-z0-9._-]*[a-z0-9]/.+"
+    r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+"
+    r"|file:///.+)$"
+)
+COMMIT_PATTERN = r"^[0-9a-f]{40}$"
+
+# Flags that modeldeploy sets itself, or that have a typed field: repeating them in extraArgs
+# would silently fight the typed value, so the spec rejects them.
+MANAGED_ENGINE_FLAGS = (
+    "--model",
+    "--served-model-name",
+    "--host",
+    "--port",
+    "--revision",
+    "--tensor-parallel-size",
+    "--pipeline-parallel-size",
+    "--max-model-len",
+    "--dtype",
+    "--quantization",
+    "--kv-cache-dtype",
+    "--gpu-memory-utilization",
+    "--max-num-seqs",
+    "--enable-prefix-caching",
+    "--no-enable-prefix-caching",
+    "--tool-call-parser",
+    "--enable-auto-tool-choice",
+    "--reasoning-parser",
+)
+
+
+def _cel_string_list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
+
+
+def _flag_name(arg: str) -> str:
+    return arg.split("=", 1)[0]
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the ModelDeployment's namespace."""
+
+    name: str = Field(
+        min_length=1, max_length=253, description="Name of the Secret, in the same namespace."
+    )
+    key: str = Field(
+        default="token", min_length=1, max_length=253, description="Key within the Secret."
+    )
+
+
+class ModelSpec(ApiModel):
+    """Which weights to serve and under which name."""
+
+    source: str = Field(
+        max_length=1024,
+        description=(
+            "Where the weights come from: hf://ORG/NAME (Hugging Face Hub), s3://BUCKET/PATH, "
+            "gs://BUCKET/PATH, pvc://CLAIM/PATH (a PersistentVolumeClaim in the namespace) or "
+            "file:///PATH (a path on the node or in the image)."
+        ),
+    )
+    revision: str | None = Field(
+        default=None,
+        max_length=40,
+        description=(
+            "Pinned commit (40 hex characters) of an hf:// model, so every replica runs the "
+            "same bytes."
+        ),
+    )
+    served_model_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+        description=(
+            "The name clients put in the request's `model` field. Default: ORG/NAME for hf:// "
+            "sources, else the last path segment of the source."
+        ),
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the access token for the source (e.g. a Hub token).",
+    )
+
+    rules = (
+        Rule(
+            id="model-source-scheme",
+            field="source",
+            cel=f"self.source.matches(r'{MODEL_SOURCE_PATTERN}')",
+            message=(
+                "source must be hf://ORG/NAME, s3://BUCKET/PATH, gs://BUCKET/PATH, "
+                "pvc://CLAIM/PATH or file:///PATH"
+            ),
+            holds=lambda m: fullmatch(MODEL_SOURCE_PATTERN, m.source),
+        ),
+        Rule(
+            id="model-revision-commit",
+            field="revision",
+            cel=f"!has(self.revision) || self.revision.matches(r'{COMMIT_PATTERN}')",
+            message="revision must be a full 40-character lowercase hex commit hash",
+            holds=lambda m: m.revision is None or fullmatch(COMMIT_PATTERN, m.revision),
+        ),
+        Rule(
+            id="model-revision-hf-only",
+            field="revision",
+            cel="!has(self.revision) || self.source.startsWith('hf://')",
+            message="revision applies only to hf:// sources",
+            holds=lambda m: m.revision is None or m.source.startswith("hf://"),
+        ),
+    )
+
+    def effective_served_model_name(self) -> str:
+        if self.served_model_name:
+            return self.served_model_name
+        if self.source.startswith("hf://"):
+            return self.source.removeprefix("hf://")
+        return self.source.rstrip("/").rsplit("/", 1)[-1]
+
+
+class EngineSpec(ApiModel):
+    """vLLM engine arguments. Each typed field maps to the vLLM flag of the same name."""
+
+    tensor_parallel_size: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="GPUs one replica shards each layer over (--tensor-parallel-size).",
+    )
+    pipeline_parallel_size: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Pipeline stages of one replica (--pipeline-parallel-size).",
+    )
+    max_model_len: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Context length in tokens, prompt plus output (--max-model-len). Default: the model's."
+        ),
+    )
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        default="auto", description="Weight and activation dtype (--dtype)."
+    )
+    quantization: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[a-z0-9_-]+$",
+        description=(
+            "Quantization method such as mxfp4, awq, gptq, fp8 (--quantization). Default: from "
+            "the model."
+        ),
+    )
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"] = Field(
+        default="auto", description="Dtype of the KV cache (--kv-cache-dtype)."
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description=(
+            "Fraction of accelerator memory the engine may use for weights and KV cache "
+            "(--gpu-memory-utilization). On the CPU engine: the fraction of host memory."
+        ),
+    )
+    max_num_seqs: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="Most sequences batched at once per replica (--max-num-seqs).",
+    )
+    enable_prefix_caching: bool | None = Field(
+        default=None, description="Reuse the KV cache of shared prompt prefixes. Default: vLLM's."
+    )
+    tool_call_parser: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description=(
+            "Parser that turns model output into tool calls, e.g. openai for gpt-oss "
+            "(--tool-call-parser)."
+        ),
+    )
+    enable_auto_tool_choice: bool = Field(
+        default=False,
+        description="Let the model decide when to call tools (--enable-auto-tool-choice).",
+    )
+    reasoning_parser: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description=(
+            "Parser that separates reasoning from the answer, e.g. openai_gptoss "
+            "(--reasoning-parser)."
+        ),
+    )
+    extra_args: list[Annotated[str, Field(min_length=1, max_length=512)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description=(
+            'Further vLLM engine flags, passed verbatim, e.g. ["--max-num-batched-tokens", "8192"].'
+        ),
+    )
+
+    rules = (
+        Rule(
+            id="engine-auto-tool-choice-needs-parser",
+            field="enableAutoToolChoice",
+            cel="!self.enableAutoToolChoice || has(self.toolCallParser)",
+            message="enableAutoToolChoice requires toolCallParser",
+            holds=lambda e: not e.enable_auto_tool_choice or e.tool_call_parser is not None,
+        ),
+        Rule(
+            id="engine-extra-args-not-managed",
+            field="extraArgs",
+            cel=(
+                "self.extraArgs.all(a, !(a.split('=')[0] in "
+                f"{_cel_string_list(MANAGED_ENGINE_FLAGS)}))"
+            ),
+            message=(
+                "extraArgs must not set a flag that has its own field or that modeldeploy sets: "
+                + ", ".join(MANAGED_ENGINE_FLAGS)
+            ),
+            holds=lambda e: all(_flag_name(a) not in MANAGED_ENGINE_FLAGS for a in e.extra_args),
+        ),
+    )
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration, copied onto the worker pods."""
+
+    key: str | None = Field(
+        default=None, max_length=316, description="Taint key the toleration matches."
+    )
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal (default Equal)."
+    )
+    value: str | None = Field(
+        default=None, max_length=63, description="Taint value the toleration matches."
+    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated before eviction."
+    )
+
+
+class ResourcesSpec(ApiModel):
+    """What each replica and each worker pod gets, and where the workers may run."""
+
+    accelerator: Literal["nvidia.com/gpu", "cpu"] = Field(
+        default="nvidia.com/gpu",
+        description="nvidia.com/gpu for GPU workers, cpu for the CPU engine.",
+    )
+    gpus_per_replica: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description=(
+            "GPUs one engine replica uses. Default and only allowed value: tensorParallelSize x "
+            "pipelineParallelSize."
+        ),
+    )
+    gpus_per_worker: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description=(
+            "GPUs requested by each worker pod. Default: gpusPerReplica (one replica per pod)."
+        ),
+    )
+    gpu_product: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$",
+        description=(
+            "Value of the nvidia.com/gpu.product node label the workers require, e.g. "
+            "NVIDIA-H100-80GB-HBM3."
+        ),
+    )
+    cpu: Quantity = Field(default="8", description="CPU requested by each worker pod.")
+    memory: Quantity = Field(default="64Gi", description="Memory requested by each worker pod.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the worker pods require."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Tolerations of the worker pods."
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None, description="Kubernetes affinity of the worker pods, as in a pod spec."
+    )
+
+    rules = tuple(
+        Rule(
+            id=f"resources-cpu-no-{name}",
+            field=camel,
+            cel=f"self.accelerator != 'cpu' || !has(self.{camel})",
+            message=f"{camel} must not be set when accelerator is cpu",
+            holds=(lambda attr: lambda r: r.accelerator != "cpu" or getattr(r, attr) is None)(name),
+        )
+        for name, camel in (
+            ("gpus_per_replica", "gpusPerReplica"),
+            ("gpus_per_worker", "gpusPerWorker"),
+            ("gpu_product", "gpuProduct"),
+        )
+    )
+
+
+class ScalingSpec(ApiModel):
+    """How many replicas run, and how they follow the request queue."""
+
+    mode: Literal["queue", "external"] = Field(
+        default="queue",
+        description=(
+            "queue: replicas follow the request queue depth (built-in autoscaling). external: "
+            "replicas follow `replicas`, set by a person or an HPA through the scale subresource."
+        ),
+    )
+    replicas: int = Field(default=1, ge=0, le=1024, description="Replica count in external mode.")
+    min_replicas: int = Field(
+        default=1, ge=0, le=1024, description="Fewest replicas; 0 allows scale to zero."
+    )
+    max_replicas: int = Field(default=1, ge=1, le=1024, description="Most replicas.")
+    target_queue_depth: float = Field(
+        default=2,
+        gt=0,
+        le=10000,
+        description="Waiting requests per replica above which the autoscaler adds replicas.",
+    )
+    scale_up_stabilization_seconds: float = Field(
+        default=1,
+        ge=0,
+        le=3600,
+        description="How long the queue must stay above target before replicas are added.",
+    )
+    scale_down_delay_seconds: float = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="How long the queue must stay low before replicas are removed.",
+    )
+    scale_to_zero_after_seconds: float = Field(
+        default=900,
+        ge=0,
+        le=604800,
+        description="Idle time before the last replica is removed (only when minReplicas is 0).",
+    )
+    max_queued_requests: int = Field(
+        default=128,
+        ge=0,
+        le=1000000,
+        description=(
+            "Requests held while no replica can take them; beyond this, 429 with Retry-After."
+        ),
+    )
+
+    rules = (
+        Rule(
+            id="scaling-max-ge-min",
+            field="maxReplicas",
+            cel="self.maxReplicas >= self.minReplicas",
+            message="maxReplicas must be greater than or equal to minReplicas",
+            holds=lambda s: s.max_replicas >= s.min_replicas,
+        ),
+        Rule(
+            id="scaling-external-replicas-in-bounds",
+            field="replicas",
+            cel=(
+                "self.mode != 'external' || "
+                "(self.replicas >= self.minReplicas && self.replicas <= self.maxReplicas)"
+            ),
+            message="replicas must lie between minReplicas and maxReplicas in external mode",
+            holds=lambda s: s.mode != "external" or s.min_replicas <= s.replicas <= s.max_replicas,
+        ),
+    )
+
+
+class EndpointSpec(ApiModel):
+    """The in-cluster OpenAI-compatible endpoint: Service <name> in the namespace."""
+
+    port: int = Field(default=8000, ge=1, le=65535, description="Service port of the endpoint.")
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="Kubernetes Service type of the endpoint."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the Service.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations on the Service."
+    )
+
+
+class HeadResources(ApiModel):
+    """Requests of the Ray head pod (no GPU: it runs the GCS, dashboard and Serve controller)."""
+
+    cpu: Quantity = Field(default="2", description="CPU requested by the Ray head pod.")
+    memory: Quantity = Field(default="8Gi", description="Memory requested by the Ray head pod.")
+
+
+class RaySpec(ApiModel):
+    """The Ray cluster that hosts the replicas."""
+
+    image: str = Field(
+        default="ghcr.io/modeldeploy/serving:0.1.0",
+        min_length=1,
+        max_length=512,
+        description="Serving image (Ray, vLLM and modeldeploy) of the head and worker pods.",
+    )
+    head_resources: HeadResources = Field(
+        default_factory=HeadResources,
+        json_schema_extra={"default": {}},
+        description="Requests of the Ray head pod.",
+    )
+
+
+def _section(model: type[ApiModel], description: str) -> Any:
+    # `default: {}` in the schema lets the apiserver fill in nested defaults for an omitted section,
+    # so the stored object and pydantic agree on every value.
+    return Field(default_factory=model, json_schema_extra={"default": {}}, description=description)
+
+
+class ModelDeploymentSpec(ApiModel):
+    """Desired state: one model served by autoscaled vLLM replicas behind one endpoint."""
+
+    model: ModelSpec = Field(description="The model to serve.")
+    engine: EngineSpec = _section(EngineSpec, "vLLM engine arguments of every replica.")
+    resources: ResourcesSpec = _section(ResourcesSpec, "Accelerators and pod resources.")
+    scaling: ScalingSpec = _section(ScalingSpec, "Replica counts and queue-depth autoscaling.")
+    endpoint: EndpointSpec = _section(EndpointSpec, "The in-cluster OpenAI-compatible endpoint.")
+    ray: RaySpec = _section(RaySpec, "The Ray cluster hosting the replicas.")
+
+    rules = (
+        Rule(
+            id="gpus-per-replica-matches-parallelism",
+            field="resources.gpusPerReplica",
+            cel=(
+                "self.resources.accelerator == 'cpu' || !has(self.resources.gpusPerReplica) || "
+                "self.resources.gpusPerReplica == "
+                "self.engine.tensorParallelSize * self.engine.pipelineParallelSize"
+            ),
+            message=(
+                "gpusPerReplica must equal engine.tensorParallelSize x engine.pipelineParallelSize"
+            ),
+            holds=lambda s: (
+                s.resources.accelerator == "cpu"
+                or s.resources.gpus_per_replica is None
+                or s.resources.gpus_per_replica == s.parallel_gpus()
+            ),
+        ),
+        Rule(
+            id="gpus-per-worker-fits-replica",
+            field="resources.gpusPerWorker",
+            cel=(
+                "self.resources.accelerator == 'cpu' || !has(self.resources.gpusPerWorker) || "
+                "(self.engine.tensorParallelSize * self.engine.pipelineParallelSize) "
+                "% self.resources.gpusPerWorker == 0 || self.resources.gpusPerWorker % "
+                "(self.engine.tensorParallelSize * self.engine.pipelineParallelSize) == 0"
+            ),
+            message=(
+                "gpusPerWorker must divide, or be a multiple of, the GPUs per replica "
+                "(engine.tensorParallelSize x engine.pipelineParallelSize)"
+            ),
+            holds=lambda s: (
+                s.resources.accelerator == "cpu"
+                or s.resources.gpus_per_worker is None
+                or s.parallel_gpus() % s.resources.gpus_per_worker == 0
+                or s.resources.gpus_per_worker % s.parallel_gpus() == 0
+            ),
+        ),
+    )
+
+    def parallel_gpus(self) -> int:
+        return self.engine.tensor_parallel_size * self.engine.pipeline_parallel_size
+
+    def gpus_per_replica(self) -> int:
+        """GPUs one replica needs: 0 on the CPU engine."""
+        return 0 if self.resources.accelerator == "cpu" else self.parallel_gpus()
+
+    def gpus_per_worker(self) -> int:
+        """GPUs one worker pod requests: 0 on the CPU engine."""
+        if self.resources.accelerator == "cpu":
+            return 0
+        return self.resources.gpus_per_worker or self.gpus_per_replica()

@@ -1,0 +1,71 @@
+"""The observed state of a ModelDeployment, as the operator reports it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import ApiModel
+
+ConditionType = Literal["Ready", "Progressing", "Degraded"]
+
+
+class Condition(ApiModel):
+    """One aspect of the state, in the shape of Kubernetes' metav1.Condition."""
+
+    type: str = Field(
+        max_length=316, description="Ready, Progressing, Degraded, or a cause-specific type."
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        max_length=1024,
+        description="CamelCase cause a user can act on, e.g. InsufficientGPU or ModelLoadFailed.",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+    last_transition_time: str = Field(
+        description="When status last changed (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this condition was computed from."
+    )
+
+
+class WorkerCounts(ApiModel):
+    """GPU worker pods: how many are wanted, running and waiting for a node."""
+
+    desired: int = Field(default=0, ge=0, description="Worker pods the operator wants.")
+    ready: int = Field(default=0, ge=0, description="Worker pods running and ready.")
+    pending: int = Field(default=0, ge=0, description="Worker pods not yet scheduled or started.")
+
+
+class ModelDeploymentStatus(ApiModel):
+    """What the operator observed; written only by the operator."""
+
+    phase: Literal["Pending", "Progressing", "Ready", "Degraded", "Failed"] | None = Field(
+        default=None, description="One-word summary of the conditions."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Progressing, Degraded and cause-specific conditions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the status was computed from."
+    )
+    replicas: int = Field(default=0, ge=0, description="Engine replicas that exist.")
+    ready_replicas: int = Field(default=0, ge=0, description="Engine replicas serving requests.")
+    target_replicas: int = Field(default=0, ge=0, description="Replicas the autoscaler wants.")
+    queue_depth: int = Field(
+        default=0, ge=0, description="Requests waiting, summed over replicas and proxies."
+    )
+    workers: WorkerCounts = Field(
+        default_factory=WorkerCounts, description="GPU worker pod counts."
+    )
+    endpoint: str | None = Field(
+        default=None, description="Base URL of the OpenAI-compatible endpoint inside the cluster."
+    )
+    selector: str | None = Field(
+        default=None, description="Label selector of the replicas' pods, for the scale subresource."
+    )

@@ -1,0 +1,74 @@
+"""The `modeldeploy` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .crd import render_crd
+from .validation import validate_text
+
+
+def _cmd_crd(_: argparse.Namespace) -> int:
+    sys.stdout.write(render_crd())
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    failed = False
+    for name in args.files:
+        path = Path(name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            print(f"{name}: cannot read: {exc.strerror}", file=sys.stderr)
+            failed = True
+            continue
+        results = validate_text(text)
+        if not results:
+            print(f"{name}: no ModelDeployment documents", file=sys.stderr)
+            failed = True
+        for index, problems in results:
+            where = f"{name}" if len(results) == 1 else f"{name}[document {index}]"
+            for problem in problems:
+                print(f"{where}: {problem}", file=sys.stderr)
+            failed = failed or bool(problems)
+            if not problems:
+                print(f"{where}: valid")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modeldeploy",
+        description="Serve open-weight LLMs on Kubernetes with Ray Serve and vLLM.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    crd = commands.add_parser("crd", help="print the ModelDeployment CRD generated from the API")
+    crd.set_defaults(func=_cmd_crd)
+
+    validate = commands.add_parser("validate", help="validate ModelDeployment YAML files")
+    validate.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="YAML files, each with one or more documents",
+    )
+    validate.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
