@@ -73,15 +73,45 @@ def _problem(error: ErrorDetails) -> Problem:
     return Problem(_field_path(loc), f"{error['msg']} (got {error.get('input')!r})")
 
 
+def _errors(obj: dict[str, Any]) -> list[ErrorDetails]:
+    try:
+        ModelDeployment.model_validate(obj)
+    except ValidationError as exc:
+        return exc.errors(include_url=False)
+    return []
+
+
+def _without(obj: Any, loc: tuple[int | str, ...]) -> Any:
+    """A copy of obj with the key at loc removed."""
+    if not loc:
+        return obj
+    if isinstance(obj, dict):
+        head, rest = loc[0], loc[1:]
+        if not rest:
+            return {k: v for k, v in obj.items() if k != head}
+        return {k: (_without(v, rest) if k == head else v) for k, v in obj.items()}
+    if isinstance(obj, list) and isinstance(loc[0], int) and loc[0] < len(obj):
+        return [_without(v, loc[1:]) if i == loc[0] else v for i, v in enumerate(obj)]
+    return obj
+
+
 def validate_object(obj: Any) -> list[Problem]:
     """Problems of one parsed document; empty when it is a valid ModelDeployment."""
     if not isinstance(obj, dict):
         return [Problem("", f"expected a ModelDeployment mapping, got {type(obj).__name__}")]
-    try:
-        ModelDeployment.model_validate(obj)
-    except ValidationError as exc:
-        return [_problem(e) for e in exc.errors(include_url=False)]
-    return []
+    errors = _errors(obj)
+    unknown = [tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:
+        # An unknown field stops pydantic before the cross-field rules of its object; check the
+        # document once more without those fields, so one run reports every problem.
+        for loc in unknown:
+            obj = _without(obj, loc)
+        errors += [e for e in _errors(obj) if e["type"] == RULE_ERROR_TYPE]
+    problems: list[Problem] = []
+    for problem in map(_problem, errors):
+        if problem not in problems:
+            problems.append(problem)
+    return problems
 
 
 def parse_model_deployment(obj: Any) -> ModelDeployment:
