@@ -1,0 +1,196 @@
+"""Status of a ModelDeployment, computed purely from what the operator observed.
+
+The reasons name a cause a user can act on: InvalidSpec (fix the spec), InsufficientGPU (add
+nodes or lower the request, with the scheduler's own message), ModelLoadFailed and
+EngineOutOfMemory (from the engine's failure), ServeDeployFailed (Serve's message),
+WaitingForHead and DashboardUnreachable (the Ray head).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .dashboard import ServeObservation
+from .workers import WorkerPod
+
+_OOM = re.compile(
+    r"out of memory|OutOfMemoryError|No available memory for the cache blocks|"
+    r"larger than the available KV cache memory|KV cache is needed",
+    re.IGNORECASE,
+)
+_LOAD = re.compile(
+    r"Repository Not Found|does not appear to have (a )?file|No such file or directory|"
+    r"is not a (local folder|valid model)|Can't load|gated repo|401 Client Error|"
+    r"safetensors|config\.json|Unrecognized model|OSError",
+    re.IGNORECASE,
+)
+
+MAX_MESSAGE = 1024
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything status depends on, gathered by the reconciler."""
+
+    generation: int
+    endpoint: str
+    selector: str
+    invalid_spec: str | None = None
+    head_exists: bool = False
+    head_ready: bool = False
+    unschedulable: str | None = None
+    """The scheduler's message for a pod of this deployment that cannot be placed."""
+    workers: Sequence[WorkerPod] = ()
+    desired_workers: int = 0
+    target_replicas: int = 0
+    min_replicas: int = 1
+    dashboard_error: str | None = None
+    serve: ServeObservation = field(default_factory=ServeObservation)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    reason: str
+    message: str
+
+
+def failure_reason(message: str) -> str:
+    """Name the cause of a Serve deployment failure from the engine's own words."""
+    if _OOM.search(message):
+        return "EngineOutOfMemory"
+    if _LOAD.search(message):
+        return "ModelLoadFailed"
+    return "ServeDeployFailed"
+
+
+def _short(message: str) -> str:
+    message = " ".join(message.split())
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+
+
+def _verdicts(obs: Observation) -> tuple[Verdict, Verdict, Verdict]:
+    """(Ready, Progressing, Degraded) for one observation."""
+    ok = Verdict("False", "AsExpected", "")
+    if obs.invalid_spec is not None:
+        bad = Verdict("False", "InvalidSpec", obs.invalid_spec)
+        return bad, ok, Verdict("True", "InvalidSpec", obs.invalid_spec)
+
+    serve = obs.serve
+    serving = serve.app_status == "RUNNING" and (
+        serve.ready_replicas > 0 or obs.target_replicas == 0
+    )
+    degraded = ok
+    if obs.unschedulable is not None:
+        reason = "InsufficientGPU" if "nvidia.com/gpu" in obs.unschedulable else "Unschedulable"
+        degraded = Verdict("True", reason, obs.unschedulable)
+    elif obs.dashboard_error is not None and obs.head_ready:
+        degraded = Verdict("True", "DashboardUnreachable", obs.dashboard_error)
+    elif serve.app_status in {"DEPLOY_FAILED", "UNHEALTHY"} or serve.deployment_status in {
+        "DEPLOY_FAILED",
+        "UNHEALTHY",
+    }:
+        message = serve.deployment_message or serve.app_message
+        degraded = Verdict("True", failure_reason(message), message)
+
+    if serving:
+        if serve.ready_replicas == 0:
+            ready = Verdict("True", "ScaledToZero", "no replica runs; the first request starts one")
+        else:
+            ready = Verdict("True", "Serving", f"{serve.ready_replicas} replica(s) serving")
+    elif degraded.status == "True":
+        ready = Verdict("False", degraded.reason, degraded.message)
+    elif not obs.head_ready:
+        ready = Verdict("False", "WaitingForHead", "the Ray head pod is not ready yet")
+    elif serve.app_status is None:
+        ready = Verdict("False", "Deploying", "submitting the Serve application")
+    else:
+        ready = Verdict("False", "Deploying", serve.app_message or "replicas are starting")
+
+    ready_workers = sum(1 for w in obs.workers if w.ready)
+    settled = (
+        serving
+        and serve.ready_replicas >= obs.target_replicas
+        and ready_workers >= obs.desired_workers
+        and len(obs.workers) == obs.desired_workers
+    )
+    if settled:
+        progressing = Verdict("False", "Settled", "")
+    elif degraded.status == "True" and not serving:
+        progressing = Verdict("False", degraded.reason, degraded.message)
+    else:
+        progressing = Verdict(
+            "True",
+            "Reconciling",
+            f"replicas {serve.ready_replicas}/{obs.target_replicas}, "
+            f"workers {ready_workers}/{obs.desired_workers}",
+        )
+    return ready, progressing, degraded
+
+
+def _phase(ready: Verdict, degraded: Verdict, progressing: Verdict) -> str:
+    if ready.reason == "InvalidSpec":
+        return "Failed"
+    if ready.status == "True":
+        return "Degraded" if degraded.status == "True" else "Ready"
+    if degraded.status == "True":
+        return "Degraded"
+    return "Progressing" if progressing.status == "True" else "Pending"
+
+
+def build_conditions(
+    obs: Observation, previous: Sequence[dict[str, Any]], now: str
+) -> list[dict[str, Any]]:
+    """Conditions for obs; lastTransitionTime moves only when a condition's status changes."""
+    before = {c.get("type"): c for c in previous}
+    conditions = []
+    for kind, verdict in zip(("Ready", "Progressing", "Degraded"), _verdicts(obs), strict=True):
+        old = before.get(kind) or {}
+        changed = old.get("status") != verdict.status or "lastTransitionTime" not in old
+        conditions.append(
+            {
+                "type": kind,
+                "status": verdict.status,
+                "reason": verdict.reason,
+                "message": _short(verdict.message),
+                "lastTransitionTime": now if changed else old["lastTransitionTime"],
+                "observedGeneration": obs.generation,
+            }
+        )
+    return conditions
+
+
+def build_status(obs: Observation, previous: dict[str, Any], now: str) -> dict[str, Any]:
+    """The complete status subresource for obs."""
+    conditions = build_conditions(obs, previous.get("conditions") or [], now)
+    ready, progressing, degraded = (
+        Verdict(c["status"], c["reason"], c["message"]) for c in conditions
+    )
+    serve = obs.serve
+    return {
+        "phase": _phase(ready, degraded, progressing),
+        "conditions": conditions,
+        "observedGeneration": obs.generation,
+        "replicas": serve.replicas,
+        "readyReplicas": serve.ready_replicas,
+        "targetReplicas": obs.target_replicas,
+        "queueDepth": previous.get("queueDepth", 0),
+        "workers": {
+            "desired": obs.desired_workers,
+            "ready": sum(1 for w in obs.workers if w.ready),
+            "pending": sum(1 for w in obs.workers if not w.ready),
+        },
+        "endpoint": obs.endpoint,
+        "selector": obs.selector,
+    }
+
+
+def condition_changes(
+    previous: Sequence[dict[str, Any]], current: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Conditions whose status or reason changed: each becomes a Kubernetes event."""
+    before = {c.get("type"): (c.get("status"), c.get("reason")) for c in previous}
+    return [c for c in current if before.get(c["type"]) != (c["status"], c["reason"])]

@@ -1,0 +1,109 @@
+"""The Ray dashboard's Serve REST API: a small client interface, its HTTP implementation, and a
+pure parser of what it reports.
+
+Where the operator runs outside the cluster (development, the e2e tier), the dashboard of each
+ModelDeployment's head is reached through `dashboard_url_template` instead of the head Service.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import names
+
+DEFAULT_DASHBOARD_URL = "http://{name}-head.{namespace}.svc:" + str(names.DASHBOARD_PORT)
+SERVE_APPLICATIONS_PATH = "/api/serve/applications/"
+
+
+class DashboardUnavailable(Exception):
+    """The dashboard did not answer, or answered with an error."""
+
+
+class ServeDashboard(Protocol):
+    def get_applications(self) -> dict[str, Any]: ...
+
+    def put_applications(self, config: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class HttpServeDashboard:
+    """The real client: JSON over HTTP with short timeouts, errors as DashboardUnavailable."""
+
+    base_url: str
+    timeout_s: float = 10.0
+
+    def _request(self, method: str, body: dict[str, Any] | None = None) -> bytes:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base_url.rstrip("/") + SERVE_APPLICATIONS_PATH,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                payload: bytes = response.read()
+                return payload
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            raise DashboardUnavailable(
+                f"{method} {self.base_url}: HTTP {exc.code}: {detail}"
+            ) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DashboardUnavailable(f"{method} {self.base_url}: {reason}") from None
+
+    def get_applications(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self._request("GET") or b"{}")
+        return loaded
+
+    def put_applications(self, config: dict[str, Any]) -> None:
+        self._request("PUT", config)
+
+
+def dashboard_url(template: str, name: str, namespace: str) -> str:
+    return template.format(name=name, namespace=namespace)
+
+
+# Replica states in which a replica exists (is or will be an engine).
+_LIVE_REPLICA_STATES = {"STARTING", "UPDATING", "RECOVERING", "RUNNING", "PENDING_MIGRATION"}
+
+
+@dataclass(frozen=True)
+class ServeObservation:
+    """What Serve reports about one application, reduced to what status needs."""
+
+    app_status: str | None = None
+    app_message: str = ""
+    deployment_status: str | None = None
+    deployment_message: str = ""
+    replicas: int = 0
+    ready_replicas: int = 0
+    target_replicas: int | None = None
+    busy_node_ips: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_instance(cls, instance: dict[str, Any], app_name: str) -> ServeObservation:
+        app = (instance.get("applications") or {}).get(app_name)
+        if not app:
+            return cls()
+        deployments = app.get("deployments") or {}
+        deployment: dict[str, Any] = next(iter(deployments.values()), {})
+        replicas = [
+            r for r in deployment.get("replicas") or [] if r.get("state") in _LIVE_REPLICA_STATES
+        ]
+        target = deployment.get("target_num_replicas")
+        return cls(
+            app_status=app.get("status"),
+            app_message=app.get("message") or "",
+            deployment_status=deployment.get("status"),
+            deployment_message=deployment.get("message") or "",
+            replicas=len(replicas),
+            ready_replicas=sum(1 for r in replicas if r.get("state") == "RUNNING"),
+            target_replicas=target if isinstance(target, int) else None,
+            busy_node_ips=frozenset(str(r["node_ip"]) for r in replicas if r.get("node_ip")),
+        )

@@ -1,0 +1,210 @@
+"""Pure builders of the Ray head pod and the GPU (or CPU) worker pods of a ModelDeployment.
+
+Pods rather than a Deployment or StatefulSet: the operator picks which worker to remove on scale
+down (an idle one), and worker names carry a stable index, so re-running a half-finished reconcile
+after a crash creates nothing twice.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from . import names
+from .hashing import stamped
+from .owner import Owner
+from .quantities import whole_cpus
+
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+MODEL_CACHE_PATH = "/model-cache"
+
+# Short metric push intervals let queue-depth autoscaling react in about a second (Ray's defaults
+# push every 10 s). Replicas read them at start, from the environment of the Ray node they run on.
+SERVE_AUTOSCALING_ENV = {
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
+}
+
+_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000}
+
+
+def _env(owner: Owner) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in SERVE_AUTOSCALING_ENV.items()]
+    env.append({"name": "HF_HOME", "value": f"{MODEL_CACHE_PATH}/huggingface"})
+    ref = owner.spec.model.token_secret_ref
+    if ref is not None:
+        # One variable name that the Hub, S3 and GCS loaders of the serving image all read.
+        secret = {"secretKeyRef": {"name": ref.name, "key": ref.key}}
+        env.append({"name": "HF_TOKEN", "valueFrom": secret})
+    return env
+
+
+def _metadata(owner: Owner, pod_name: str, component: str, proxy: bool) -> dict[str, Any]:
+    labels = names.labels(owner.name, component)
+    if proxy:
+        labels[names.PROXY_LABEL] = "true"
+    return {
+        "name": pod_name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "ownerReferences": [owner.reference()],
+    }
+
+
+def build_head_pod(owner: Owner) -> dict[str, Any]:
+    """The Ray head: GCS, dashboard (Serve's REST API), Serve controller and a proxy; no GPU."""
+    spec = owner.spec
+    command = [
+        "ray",
+        "start",
+        "--head",
+        f"--port={names.GCS_PORT}",
+        "--dashboard-host=0.0.0.0",
+        f"--dashboard-port={names.DASHBOARD_PORT}",
+        f"--ray-client-server-port={names.CLIENT_PORT}",
+        f"--metrics-export-port={names.METRICS_PORT}",
+        # No CPUs or GPUs for Ray tasks: replicas must land on workers, never on the head.
+        "--num-cpus=0",
+        "--num-gpus=0",
+        "--block",
+    ]
+    health = {"httpGet": {"path": "/api/gcs_healthz", "port": names.DASHBOARD_PORT}}
+    resources = {"cpu": spec.ray.head_resources.cpu, "memory": spec.ray.head_resources.memory}
+    container = {
+        "name": "ray-head",
+        "image": spec.ray.image,
+        "command": command,
+        "env": _env(owner),
+        "ports": [
+            {"name": "gcs", "containerPort": names.GCS_PORT},
+            {"name": "dashboard", "containerPort": names.DASHBOARD_PORT},
+            {"name": "client", "containerPort": names.CLIENT_PORT},
+            {"name": "serve", "containerPort": names.SERVE_PORT},
+            {"name": "metrics", "containerPort": names.METRICS_PORT},
+        ],
+        "resources": {"requests": resources, "limits": {"memory": resources["memory"]}},
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {
+            **health,
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(owner, names.head_pod(owner.name), names.HEAD, proxy=True),
+        "spec": {
+            "containers": [container],
+            "securityContext": _POD_SECURITY,
+            "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+            "restartPolicy": "Always",
+        },
+    }
+    return stamped(pod)
+
+
+def _worker_affinity(owner: Owner) -> dict[str, Any] | None:
+    """The spec's affinity, with the GPU product added to every required node term (AND)."""
+    resources = owner.spec.resources
+    affinity = copy.deepcopy(resources.affinity) if resources.affinity else None
+    if resources.gpu_product is None or resources.accelerator == "cpu":
+        return affinity
+    wanted = {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [resources.gpu_product]}
+    affinity = affinity or {}
+    required = affinity.setdefault("nodeAffinity", {}).setdefault(
+        "requiredDuringSchedulingIgnoredDuringExecution", {}
+    )
+    terms = required.setdefault("nodeSelectorTerms", [])
+    if not terms:
+        terms.append({})
+    for term in terms:
+        term.setdefault("matchExpressions", []).append(wanted)
+    return affinity
+
+
+def _worker_tolerations(owner: Owner) -> list[dict[str, Any]]:
+    tolerations = [t.model_dump(exclude_none=True) for t in owner.spec.resources.tolerations]
+    if owner.spec.resources.accelerator != "cpu":
+        # GPU nodes are commonly tainted so that only GPU work lands there.
+        gpu_taint = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        if gpu_taint not in tolerations:
+            tolerations.append(gpu_taint)
+    return tolerations
+
+
+def build_worker_pod(owner: Owner, index: int) -> dict[str, Any]:
+    """Worker `index`: a Ray node with gpusPerWorker GPUs that hosts engine replicas."""
+    spec = owner.spec
+    gpus = spec.gpus_per_worker()
+    requests: dict[str, Any] = {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
+    limits: dict[str, Any] = {"memory": spec.resources.memory}
+    if gpus:
+        requests[spec.resources.accelerator] = gpus
+        limits[spec.resources.accelerator] = gpus
+    command = [
+        "ray",
+        "start",
+        f"--address={names.head_address(owner.name, owner.namespace)}:{names.GCS_PORT}",
+        f"--num-cpus={whole_cpus(spec.resources.cpu)}",
+        f"--num-gpus={gpus}",
+        f"--metrics-export-port={names.METRICS_PORT}",
+        "--block",
+    ]
+    health = {"httpGet": {"path": "/api/local_raylet_healthz", "port": 52365}}
+    container = {
+        "name": "ray-worker",
+        "image": spec.ray.image,
+        "command": command,
+        "env": _env(owner),
+        "ports": [
+            {"name": "serve", "containerPort": names.SERVE_PORT},
+            {"name": "metrics", "containerPort": names.METRICS_PORT},
+        ],
+        "resources": {"requests": requests, "limits": limits},
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {
+            **health,
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
+        ],
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "securityContext": _POD_SECURITY,
+        "volumes": [
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            {"name": "model-cache", "emptyDir": {}},
+        ],
+        "restartPolicy": "Always",
+        "tolerations": _worker_tolerations(owner),
+    }
+    if spec.resources.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.resources.node_selector)
+    affinity = _worker_affinity(owner)
+    if affinity:
+        pod_spec["affinity"] = affinity
+    template = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(owner, "", names.WORKER, proxy=True),
+        "spec": pod_spec,
+    }
+    # Hash the template before naming it: every worker of one spec carries the same hash.
+    pod = stamped(template)
+    pod["metadata"]["name"] = names.worker_pod(owner.name, index)
+    pod["metadata"]["annotations"][names.WORKER_INDEX_ANNOTATION] = str(index)
+    return pod
