@@ -40,6 +40,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from .operator_main import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modeldeploy",
@@ -61,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML files, each with one or more documents",
     )
     validate.set_defaults(func=_cmd_validate)
+
+    from .operator_main import add_arguments
+
+    operator = commands.add_parser("operator", help="run the operator (kopf) against a cluster")
+    add_arguments(operator)
+    operator.set_defaults(func=_cmd_operator)
     return parser
 
 

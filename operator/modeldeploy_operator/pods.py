@@ -14,6 +14,7 @@ from . import names
 from .hashing import stamped
 from .owner import Owner
 from .quantities import whole_cpus
+from .serving_config import PVC_MOUNT_ROOT
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 MODEL_CACHE_PATH = "/model-cache"
@@ -41,6 +42,13 @@ def _env(owner: Owner) -> list[dict[str, Any]]:
         secret = {"secretKeyRef": {"name": ref.name, "key": ref.key}}
         env.append({"name": "HF_TOKEN", "valueFrom": secret})
     return env
+
+
+def _pvc_claim(source: str) -> str | None:
+    """The claim of a pvc://CLAIM/PATH source, mounted where serving_config points --model."""
+    if not source.startswith("pvc://"):
+        return None
+    return source.removeprefix("pvc://").split("/", 1)[0]
 
 
 def _metadata(owner: Owner, pod_name: str, component: str, proxy: bool) -> dict[str, Any]:
@@ -159,7 +167,7 @@ def build_worker_pod(owner: Owner, index: int) -> dict[str, Any]:
         "--block",
     ]
     health = {"httpGet": {"path": "/api/local_raylet_healthz", "port": 52365}}
-    container = {
+    container: dict[str, Any] = {
         "name": "ray-worker",
         "image": spec.ray.image,
         "command": command,
@@ -182,13 +190,25 @@ def build_worker_pod(owner: Owner, index: int) -> dict[str, Any]:
             {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
         ],
     }
+    volumes: list[dict[str, Any]] = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        {"name": "model-cache", "emptyDir": {}},
+    ]
+    claim = _pvc_claim(spec.model.source)
+    if claim:
+        volumes.append(
+            {
+                "name": "model-source",
+                "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+            }
+        )
+        container["volumeMounts"].append(
+            {"name": "model-source", "mountPath": f"{PVC_MOUNT_ROOT}/{claim}", "readOnly": True}
+        )
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "securityContext": _POD_SECURITY,
-        "volumes": [
-            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
-            {"name": "model-cache", "emptyDir": {}},
-        ],
+        "volumes": volumes,
         "restartPolicy": "Always",
         "tolerations": _worker_tolerations(owner),
     }

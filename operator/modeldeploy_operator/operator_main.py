@@ -1,0 +1,111 @@
+"""`modeldeploy operator`: run the kopf operator in-cluster or from a kubeconfig."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from .dashboard import DEFAULT_DASHBOARD_URL, HttpServeDashboard, dashboard_url
+
+PEERING_NAME = "modeldeploy"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)"
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable; globs allowed); default: all namespaces",
+    )
+    parser.add_argument(
+        "--dashboard-url-template",
+        default=os.environ.get("MODELDEPLOY_DASHBOARD_URL", DEFAULT_DASHBOARD_URL),
+        help=(
+            "URL of a ModelDeployment's Ray dashboard, with {name} and {namespace} filled in; "
+            "override it to run the operator outside the cluster (env MODELDEPLOY_DASHBOARD_URL)"
+        ),
+    )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=5.0,
+        help="how often every ModelDeployment is reconciled and its status refreshed",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8080,
+        help="port of the Prometheus metrics endpoint (0 disables it)",
+    )
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8081/healthz",
+        help="kopf liveness endpoint URL ('' disables it)",
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="skip peering (only for a single operator replica)",
+    )
+    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
+    parser.add_argument("--verbose", action="store_true")
+
+
+def _load_kube_config(kubeconfig: str | None) -> None:
+    import kubernetes
+
+    if kubeconfig:
+        # kopf's login reads the same variable, so both clients talk to the same cluster.
+        os.environ["KUBECONFIG"] = kubeconfig
+        kubernetes.config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        return
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so that `modeldeploy validate` and `crd` start without the operator's stack.
+    import kopf
+    import kubernetes
+    from prometheus_client import start_http_server
+
+    from .handlers import build_registry
+    from .kube import Kube
+    from .reconcile import Reconciler
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_format={
+            "plain": kopf.LogFormat.PLAIN,
+            "full": kopf.LogFormat.FULL,
+            "json": kopf.LogFormat.JSON,
+        }[args.log_format],
+    )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    _load_kube_config(args.kubeconfig)
+    kube = Kube(kubernetes.client.ApiClient())
+    template: str = args.dashboard_url_template
+
+    def dashboard_for(name: str, namespace: str) -> HttpServeDashboard:
+        return HttpServeDashboard(dashboard_url(template, name, namespace))
+
+    reconciler = Reconciler(kube=kube, dashboard_for=dashboard_for)
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    kopf.run(
+        registry=build_registry(reconciler, args.resync_seconds),
+        clusterwide=not args.namespaces,
+        namespaces=args.namespaces,
+        standalone=args.standalone,
+        peering_name=None if args.standalone else PEERING_NAME,
+        liveness_endpoint=args.liveness or None,
+    )
+    return 0

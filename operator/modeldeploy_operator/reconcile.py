@@ -1,0 +1,213 @@
+"""One level-based reconcile of a ModelDeployment: observe, compare, act, report.
+
+Create, update, resume and the periodic timer all call `Reconciler.reconcile`, so whatever
+happened in between (a deleted Service, a lost worker, a restarted head, an operator crash
+half-way) is repaired by the next run. Every decision is made by a pure function (builders,
+worker planner, status); this module only reads, writes and reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from . import metrics, names
+from .api import ModelDeployment
+from .conditions import Observation, build_status, condition_changes
+from .dashboard import DashboardUnavailable, ServeDashboard, ServeObservation
+from .hashing import hash_of
+from .kube import Kube
+from .owner import Owner
+from .pods import build_head_pod, build_worker_pod
+from .podstate import is_ready, unschedulable_message, worker_from_pod
+from .serve_app import build_serve_config, deployed_application_hash, desired_application_hash
+from .services import build_endpoint_service, build_head_service
+from .serving_config import build_serving_config
+from .validation import validate_object
+from .workers import plan_workers, target_replicas, workers_for
+
+
+class EventSink(Protocol):
+    """Where Kubernetes events about the ModelDeployment go."""
+
+    def normal(self, reason: str, message: str) -> None: ...
+
+    def warning(self, reason: str, message: str) -> None: ...
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def reference_problems(md: ModelDeployment, secret_keys: set[str] | None) -> list[str]:
+    """Problems only the operator can see: references to objects that are not there."""
+    ref = md.spec.model.token_secret_ref
+    if ref is None:
+        return []
+    if secret_keys is None:
+        return [f"spec.model.tokenSecretRef: Secret {ref.name!r} does not exist"]
+    if ref.key not in secret_keys:
+        return [f"spec.model.tokenSecretRef: Secret {ref.name!r} has no key {ref.key!r}"]
+    return []
+
+
+@dataclass
+class Reconciler:
+    kube: Kube
+    dashboard_for: Callable[[str, str], ServeDashboard]
+    now: Callable[[], str] = field(default=utc_now)
+
+    def reconcile(self, body: dict[str, Any], events: EventSink) -> dict[str, Any]:
+        """Bring the children of `body` to its spec; return the status to write."""
+        metadata = body["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        started = time.monotonic()
+        result = "error"
+        try:
+            status = self._reconcile(body, events)
+            result = "invalid" if status["phase"] == "Failed" else "ok"
+            return status
+        finally:
+            metrics.RECONCILES.labels(namespace, name, result).inc()
+            metrics.RECONCILE_SECONDS.labels(namespace, name).observe(time.monotonic() - started)
+
+    def _reconcile(self, body: dict[str, Any], events: EventSink) -> dict[str, Any]:
+        metadata = body["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        previous = dict(body.get("status") or {})
+        generation = int(metadata.get("generation") or 0)
+        selector = names.selector_string(name, names.WORKER)
+        document = {k: v for k, v in body.items() if k != "status"}
+        problems = [str(p) for p in validate_object(document)]
+        md = ModelDeployment.model_validate(document) if not problems else None
+        if md is not None:
+            ref = md.spec.model.token_secret_ref
+            keys = self.kube.get_secret_keys(namespace, ref.name) if ref else None
+            problems = reference_problems(md, keys)
+        if md is None or problems:
+            obs = Observation(
+                generation=generation,
+                selector=selector,
+                endpoint="",
+                invalid_spec="; ".join(problems) or "invalid spec",
+            )
+            return self._report(obs, previous, events)
+
+        owner = Owner(name=name, namespace=namespace, uid=metadata["uid"], spec=md.spec)
+        self._ensure_service(owner, build_head_service(owner), events)
+        self._ensure_service(owner, build_endpoint_service(owner), events)
+        head = self._ensure_head(owner, events)
+        head_ready = head is not None and is_ready(head)
+
+        serve, dashboard_error = ServeObservation(), None
+        if head_ready:
+            serve, dashboard_error = self._sync_serve(owner, md, events)
+
+        target = target_replicas(md.spec, serve.target_replicas)
+        desired = workers_for(md.spec, target)
+        workers = self._sync_workers(owner, desired, serve.busy_node_ips, events)
+        pods = ([head] if head else []) + workers
+        unschedulable = next(filter(None, map(unschedulable_message, pods)), None)
+        metrics.MANAGED_OBJECTS.labels(namespace, name, "Pod").set(len(pods))
+        metrics.MANAGED_OBJECTS.labels(namespace, name, "Service").set(2)
+
+        obs = Observation(
+            generation=generation,
+            selector=selector,
+            endpoint=names.endpoint_url(name, namespace, md.spec.endpoint.port),
+            head_exists=head is not None,
+            head_ready=head_ready,
+            unschedulable=unschedulable,
+            workers=[worker_from_pod(p) for p in workers],
+            desired_workers=desired,
+            target_replicas=target,
+            min_replicas=md.spec.scaling.min_replicas,
+            dashboard_error=dashboard_error,
+            serve=serve,
+        )
+        return self._report(obs, previous, events)
+
+    def _report(
+        self, obs: Observation, previous: dict[str, Any], events: EventSink
+    ) -> dict[str, Any]:
+        status = build_status(obs, previous, self.now())
+        for condition in condition_changes(previous.get("conditions") or [], status["conditions"]):
+            healthy = (condition["type"] == "Degraded") != (condition["status"] == "True")
+            emit = events.normal if healthy else events.warning
+            text = f"{condition['type']}={condition['status']}"
+            emit(
+                condition["reason"],
+                f"{text}: {condition['message']}" if condition["message"] else text,
+            )
+        return status
+
+    def _count(self, owner: Owner, kind: str, action: str) -> None:
+        metrics.CHILD_CHANGES.labels(owner.namespace, owner.name, kind, action).inc()
+
+    def _ensure_service(self, owner: Owner, desired: dict[str, Any], events: EventSink) -> None:
+        service_name = desired["metadata"]["name"]
+        live = self.kube.get_service(owner.namespace, service_name)
+        if live is None:
+            if self.kube.create_service(desired):
+                self._count(owner, "Service", "create")
+                events.normal("Created", f"created Service {service_name}")
+        elif hash_of(live) != hash_of(desired):
+            self.kube.replace_service(desired, live)
+            self._count(owner, "Service", "replace")
+            events.normal("Updated", f"updated Service {service_name}")
+
+    def _ensure_head(self, owner: Owner, events: EventSink) -> dict[str, Any] | None:
+        desired = build_head_pod(owner)
+        pod_name = desired["metadata"]["name"]
+        live = self.kube.get_pod(owner.namespace, pod_name)
+        if live is None:
+            if self.kube.create_pod(desired):
+                self._count(owner, "Pod", "create")
+                events.normal("Created", f"created Ray head pod {pod_name}")
+            return self.kube.get_pod(owner.namespace, pod_name)
+        if hash_of(live) != hash_of(desired) and not live["metadata"].get("deletionTimestamp"):
+            # Pods are immutable: replace by delete, the next reconcile creates the new one.
+            self.kube.delete_pod(owner.namespace, pod_name)
+            self._count(owner, "Pod", "replace")
+            events.normal("Replacing", f"replacing Ray head pod {pod_name}: its spec changed")
+        return live
+
+    def _sync_serve(
+        self, owner: Owner, md: ModelDeployment, events: EventSink
+    ) -> tuple[ServeObservation, str | None]:
+        dashboard = self.dashboard_for(owner.name, owner.namespace)
+        config = build_serve_config(owner.name, build_serving_config(md), md.spec.scaling)
+        try:
+            instance = dashboard.get_applications()
+            if deployed_application_hash(instance, owner.name) != desired_application_hash(config):
+                dashboard.put_applications(config)
+                metrics.SERVE_SUBMISSIONS.labels(owner.namespace, owner.name, "ok").inc()
+                events.normal("ServeConfigSubmitted", "submitted the Serve application config")
+                instance = dashboard.get_applications()
+        except DashboardUnavailable as exc:
+            metrics.SERVE_SUBMISSIONS.labels(owner.namespace, owner.name, "error").inc()
+            return ServeObservation(), str(exc)
+        return ServeObservation.from_instance(instance, owner.name), None
+
+    def _sync_workers(
+        self, owner: Owner, desired: int, busy_ips: frozenset[str], events: EventSink
+    ) -> list[dict[str, Any]]:
+        selector = names.selector_string(owner.name, names.WORKER)
+        live = self.kube.list_pods(owner.namespace, selector)
+        template_hash = hash_of(build_worker_pod(owner, 0)) or ""
+        plan = plan_workers(desired, [worker_from_pod(p) for p in live], template_hash, busy_ips)
+        for pod_name in plan.delete:
+            self.kube.delete_pod(owner.namespace, pod_name)
+            self._count(owner, "Pod", "delete")
+            events.normal("Deleted", f"deleted worker pod {pod_name}")
+        for index in plan.create:
+            pod = build_worker_pod(owner, index)
+            if self.kube.create_pod(pod):
+                self._count(owner, "Pod", "create")
+                events.normal("Created", f"created worker pod {pod['metadata']['name']}")
+        if plan.create or plan.delete:
+            live = self.kube.list_pods(owner.namespace, selector)
+        return [p for p in live if not p["metadata"].get("deletionTimestamp")]

@@ -1,0 +1,81 @@
+"""The Ray Serve config (the body of the dashboard's PUT /api/serve/applications/), built purely
+from a ModelDeployment's serving configuration and scaling spec.
+
+Replica counts live in the config's `deployments` overrides, not in the application's `args`:
+Serve applies a change there as a lightweight update (no replica restart), while a change of
+`args` (model or engine) rebuilds the application and rolls the replicas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy_serving.config import ServingConfig
+
+from .api import ScalingSpec
+from .hashing import canonical_hash
+from .names import SERVE_PORT
+
+APP_IMPORT_PATH = "modeldeploy_serving.app:app_builder"
+DEPLOYMENT_NAME = "VLLMServer"
+APP_ROUTE_PREFIX = "/"
+
+
+def replica_options(scaling: ScalingSpec) -> dict[str, Any]:
+    """Serve deployment options that set how many replicas run."""
+    if scaling.mode == "external":
+        return {"num_replicas": scaling.replicas}
+    return {
+        "autoscaling_config": {
+            "min_replicas": scaling.min_replicas,
+            "max_replicas": scaling.max_replicas,
+            "initial_replicas": scaling.min_replicas,
+        }
+    }
+
+
+def build_serve_config(
+    app_name: str, serving: ServingConfig, scaling: ScalingSpec
+) -> dict[str, Any]:
+    """The declarative Serve config for the one application of this ModelDeployment's cluster."""
+    # Fixed replica fields in args, so that args change only when the model or engine does.
+    args = serving.model_copy(
+        update={"app_name": app_name, "num_replicas": 1, "min_replicas": None, "max_replicas": None}
+    ).model_dump(mode="json")
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": SERVE_PORT},
+        "applications": [
+            {
+                "name": app_name,
+                "route_prefix": APP_ROUTE_PREFIX,
+                "import_path": APP_IMPORT_PATH,
+                "args": args,
+                "deployments": [{"name": DEPLOYMENT_NAME, **replica_options(scaling)}],
+            }
+        ],
+    }
+
+
+_COMPARED_KEYS = ("name", "route_prefix", "import_path", "args", "deployments")
+
+
+def application_hash(app: dict[str, Any]) -> str:
+    """Hash of the parts of one application entry that we set."""
+    return canonical_hash({key: app.get(key) for key in _COMPARED_KEYS})
+
+
+def desired_application_hash(config: dict[str, Any]) -> str:
+    [app] = config["applications"]
+    return application_hash(app)
+
+
+def deployed_application_hash(instance: dict[str, Any], app_name: str) -> str | None:
+    """Hash of the application config the dashboard reports as deployed, if any.
+
+    Comparing against what the cluster reports (rather than a hash the operator remembers) also
+    resubmits after a head restart, when the new cluster has no application at all.
+    """
+    app = (instance.get("applications") or {}).get(app_name) or {}
+    deployed = app.get("deployed_app_config")
+    return application_hash(deployed) if deployed else None
