@@ -7,6 +7,7 @@ modeldeploy_serving/autoscaling/policy.py and the config below.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import subprocess
@@ -72,7 +73,7 @@ def changes(trace: list[tuple[float, int]], start: int) -> list[tuple[float, int
 
 def direction_changes(trace: list[tuple[float, int]], start: int) -> int:
     steps = [b - a for (_, a), (_, b) in zip([(0.0, start), *trace], trace, strict=False) if b != a]
-    return sum(1 for a, b in zip(steps, steps[1:], strict=False) if (a > 0) != (b > 0))
+    return sum(1 for a, b in itertools.pairwise(steps) if (a > 0) != (b > 0))
 
 
 def test_burst_scales_within_the_stabilization_window_sized_by_the_queue() -> None:
@@ -123,7 +124,7 @@ def test_sawtooth_shorter_than_the_down_delay_never_scales_down() -> None:
 
     trace = replay(saw, 1, 600)
     assert direction_changes(trace, 1) == 0
-    assert all(b >= a for (_, a), (_, b) in zip(trace, trace[1:], strict=False))
+    assert all(b >= a for (_, a), (_, b) in itertools.pairwise(trace))
     assert trace[-1][1] == 9
 
 
