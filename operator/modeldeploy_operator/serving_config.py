@@ -1,0 +1,105 @@
+"""ModelDeployment -> ServingConfig: what each Serve replica runs, decided purely from the spec.
+
+The serving layer knows nothing of ModelDeployments; this is the one place that translates. The
+same function feeds the operator's Serve config and `modeldeploy serve -f FILE`, so a file runs
+the same engine locally as on the cluster.
+"""
+
+from __future__ import annotations
+
+from modeldeploy_serving.config import EngineConfig, ServingConfig
+
+from .api import ModelDeployment, ModelDeploymentSpec
+from .quantities import whole_cpus
+
+# vLLM streams s3:// and gs:// weights itself through the Run:ai model streamer.
+_STREAMED_SCHEMES = ("s3://", "gs://")
+# Where the worker pods mount a pvc:// source's claim (pods.py): PVC_MOUNT_ROOT/CLAIM/PATH.
+PVC_MOUNT_ROOT = "/models"
+
+
+def model_location(source: str) -> str:
+    """The `--model` value for a spec's model source (pure).
+
+    hf://ORG/NAME -> ORG/NAME (vLLM downloads it); file:///PATH -> /PATH;
+    pvc://CLAIM/PATH -> PVC_MOUNT_ROOT/CLAIM/PATH; s3:// and gs:// URIs unchanged (streamed).
+    """
+    if source.startswith("hf://"):
+        return source.removeprefix("hf://")
+    if source.startswith("file://"):
+        return source.removeprefix("file://")
+    if source.startswith("pvc://"):
+        return f"{PVC_MOUNT_ROOT}/{source.removeprefix('pvc://')}"
+    if source.startswith(_STREAMED_SCHEMES):
+        return source
+    raise ValueError(f"unsupported model source {source!r}")
+
+
+def _extra_args(spec: ModelDeploymentSpec) -> list[str]:
+    extra = list(spec.engine.extra_args)
+    if spec.model.source.startswith(_STREAMED_SCHEMES) and not any(
+        arg.split("=", 1)[0] == "--load-format" for arg in extra
+    ):
+        extra = ["--load-format", "runai_streamer", *extra]
+    return extra
+
+
+def replicas_per_worker(spec: ModelDeploymentSpec) -> int:
+    """How many replicas one worker pod holds: its GPUs over a replica's, at least 1."""
+    if spec.resources.accelerator == "cpu":
+        return 1
+    return max(1, spec.gpus_per_worker() // spec.gpus_per_replica())
+
+
+def build_serving_config(md: ModelDeployment) -> ServingConfig:
+    """The ServingConfig for a ModelDeployment (pure)."""
+    spec = md.spec
+    engine = spec.engine
+    cpu = spec.resources.accelerator == "cpu"
+    name = md.metadata.get("name")
+    gpus = spec.gpus_per_replica()
+    # A replica spanning several worker pods needs vLLM's Ray executor (workers as Ray actors);
+    # one that fits a pod runs its workers as processes beside it.
+    spans_pods = not cpu and spec.gpus_per_worker() < gpus
+    # Ray's accounting on a worker pod: the pod's whole CPUs shared by the replicas it holds.
+    cpus = max(1, whole_cpus(spec.resources.cpu) // replicas_per_worker(spec))
+    scaling = spec.scaling
+    replicas: dict[str, int | None]
+    if scaling.mode == "external":
+        replicas = {"num_replicas": scaling.replicas}
+    elif scaling.min_replicas == scaling.max_replicas:
+        # Nothing to decide: a fixed count, without the autoscaler's machinery.
+        replicas = {"num_replicas": scaling.min_replicas}
+    else:
+        replicas = {
+            "num_replicas": None,
+            "min_replicas": scaling.min_replicas,
+            "max_replicas": scaling.max_replicas,
+        }
+    return ServingConfig(
+        app_name=name if isinstance(name, str) and name else "modeldeploy",
+        model=model_location(spec.model.source),
+        revision=spec.model.revision,
+        served_model_name=spec.model.effective_served_model_name(),
+        engine=EngineConfig(
+            tensor_parallel_size=engine.tensor_parallel_size,
+            pipeline_parallel_size=engine.pipeline_parallel_size,
+            max_model_len=engine.max_model_len,
+            dtype=engine.dtype,
+            quantization=engine.quantization,
+            kv_cache_dtype=engine.kv_cache_dtype,
+            gpu_memory_utilization=engine.gpu_memory_utilization,
+            max_num_seqs=engine.max_num_seqs,
+            enable_prefix_caching=engine.enable_prefix_caching,
+            tool_call_parser=engine.tool_call_parser,
+            enable_auto_tool_choice=engine.enable_auto_tool_choice,
+            reasoning_parser=engine.reasoning_parser,
+            extra_args=_extra_args(spec),
+        ),
+        accelerator="cpu" if cpu else "gpu",
+        gpus_per_replica=gpus,
+        distributed_executor_backend="ray" if spans_pods else "mp",
+        cpus_per_replica=float(cpus),
+        max_queued_requests=scaling.max_queued_requests,
+        **replicas,
+    )
