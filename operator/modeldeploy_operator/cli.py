@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     operator = commands.add_parser("operator", help="run the operator (kopf) against a cluster")
     add_arguments(operator)
     operator.set_defaults(func=_cmd_operator)
+
+    from .serving_cli import add_serving_commands
+
+    add_serving_commands(commands)
     return parser
 
 

@@ -7,10 +7,15 @@ the same engine locally as on the cluster.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from modeldeploy_serving.config import EngineConfig, ServingConfig
 
 from .api import ModelDeployment, ModelDeploymentSpec
 from .quantities import whole_cpus
+from .validation import parse_model_deployment
 
 # vLLM streams s3:// and gs:// weights itself through the Run:ai model streamer.
 _STREAMED_SCHEMES = ("s3://", "gs://")
@@ -103,3 +108,11 @@ def build_serving_config(md: ModelDeployment) -> ServingConfig:
         max_queued_requests=scaling.max_queued_requests,
         **replicas,
     )
+
+
+def load_serving_config(path: Path) -> ServingConfig:
+    """The ServingConfig of the one ModelDeployment in a YAML file (ValueError if invalid)."""
+    documents = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+    if len(documents) != 1:
+        raise ValueError(f"{path}: expected one ModelDeployment document, found {len(documents)}")
+    return build_serving_config(parse_model_deployment(documents[0]))
