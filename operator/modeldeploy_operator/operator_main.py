@@ -32,6 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--serve-http-port",
+        type=int,
+        default=8000,
+        help=(
+            "port Serve's proxies listen on inside each Ray cluster; change it only when the "
+            "Ray cluster is not the operator's own head pod (out-of-cluster runs)"
+        ),
+    )
+    parser.add_argument(
         "--resync-seconds",
         type=float,
         default=5.0,
@@ -97,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     def dashboard_for(name: str, namespace: str) -> HttpServeDashboard:
         return HttpServeDashboard(dashboard_url(template, name, namespace))
 
-    reconciler = Reconciler(kube=kube, dashboard_for=dashboard_for)
+    reconciler = Reconciler(
+        kube=kube, dashboard_for=dashboard_for, serve_http_port=args.serve_http_port
+    )
     if args.metrics_port:
         start_http_server(args.metrics_port)
     kopf.run(

@@ -58,6 +58,7 @@ def reference_problems(md: ModelDeployment, secret_keys: set[str] | None) -> lis
 class Reconciler:
     kube: Kube
     dashboard_for: Callable[[str, str], ServeDashboard]
+    serve_http_port: int = names.SERVE_PORT
     now: Callable[[], str] = field(default=utc_now)
 
     def reconcile(self, body: dict[str, Any], events: EventSink) -> dict[str, Any]:
@@ -179,7 +180,9 @@ class Reconciler:
         self, owner: Owner, md: ModelDeployment, events: EventSink
     ) -> tuple[ServeObservation, str | None]:
         dashboard = self.dashboard_for(owner.name, owner.namespace)
-        config = build_serve_config(owner.name, build_serving_config(md), md.spec.scaling)
+        config = build_serve_config(
+            owner.name, build_serving_config(md), md.spec.scaling, self.serve_http_port
+        )
         try:
             instance = dashboard.get_applications()
             if deployed_application_hash(instance, owner.name) != desired_application_hash(config):

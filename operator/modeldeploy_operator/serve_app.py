@@ -35,7 +35,7 @@ def replica_options(scaling: ScalingSpec) -> dict[str, Any]:
 
 
 def build_serve_config(
-    app_name: str, serving: ServingConfig, scaling: ScalingSpec
+    app_name: str, serving: ServingConfig, scaling: ScalingSpec, http_port: int = SERVE_PORT
 ) -> dict[str, Any]:
     """The declarative Serve config for the one application of this ModelDeployment's cluster."""
     # Fixed replica fields in args, so that args change only when the model or engine does.
@@ -44,7 +44,7 @@ def build_serve_config(
     ).model_dump(mode="json")
     return {
         "proxy_location": "EveryNode",
-        "http_options": {"host": "0.0.0.0", "port": SERVE_PORT},
+        "http_options": {"host": "0.0.0.0", "port": http_port},
         "applications": [
             {
                 "name": app_name,

@@ -1,0 +1,149 @@
+"""Fixtures of the operator e2e tests: CRDs installed, the operator process, a local Ray head."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cluster.localcluster import LocalCluster, free_port, wait_until
+from kubernetes import client
+
+from .harness import ROOT, LocalRayHead, OperatorProcess
+
+PEERING = {
+    "apiVersion": "kopf.dev/v1",
+    "kind": "ClusterKopfPeering",
+    "metadata": {"name": "modeldeploy"},
+}
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: LocalCluster) -> None:
+    """The ModelDeployment CRD and kopf's peering CRDs, Established, plus the peering object."""
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        cluster.kubectl("apply", "--server-side", "-f", str(path))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/modeldeployments.modeldeploy.dev",
+        "crd/clusterkopfpeerings.kopf.dev",
+    )
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(PEERING))
+
+
+@pytest.fixture
+def start_operator(
+    cluster: LocalCluster, crds: None, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Starts `modeldeploy operator` against the cluster; every one started is stopped after."""
+    started: list[OperatorProcess] = []
+
+    def start(dashboard_url: str | None = None, serve_port: int = 8000) -> OperatorProcess:
+        # With no dashboard given, point at a closed port: the dashboard is unreachable.
+        template = dashboard_url or f"http://127.0.0.1:{free_port()}"
+        operator = OperatorProcess(cluster.kubeconfig, template, serve_port, tmp_path)
+        started.append(operator)
+        operator.start()
+        return operator
+
+    yield start
+    for operator in started:
+        operator.stop()
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[LocalRayHead]:
+    from modeldeploy_operator.pods import SERVE_AUTOSCALING_ENV
+
+    head = LocalRayHead(dict(SERVE_AUTOSCALING_ENV))
+    try:
+        head.start()
+        yield head
+    finally:
+        head.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    from modeldeploy_serving.tiny_model import make_tiny_model
+
+    return make_tiny_model(Path("/tmp/modeldeploy/models/tiny-llama"))
+
+
+class ModelDeployments:
+    """CRUD on ModelDeployments of one namespace through the real apiserver."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+
+    def _args(self) -> tuple[str, str, str, str]:
+        return ("modeldeploy.dev", "v1alpha1", self.namespace, "modeldeployments")
+
+    def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {
+            "apiVersion": "modeldeploy.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(*self._args(), body)
+        return created
+
+    def get(self, name: str) -> dict[str, Any]:
+        got: dict[str, Any] = self.custom.get_namespaced_custom_object(*self._args(), name)
+        return got
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(*self._args(), name, {"spec": spec})
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(*self._args(), name)
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        for condition in (self.get(name).get("status") or {}).get("conditions") or []:
+            if condition["type"] == kind:
+                return dict(condition)
+        return {}
+
+    def wait_condition(
+        self, name: str, kind: str, status: str, reason: str | None = None, timeout: float = 120
+    ) -> dict[str, Any]:
+        def matches() -> dict[str, Any] | None:
+            condition = self.condition(name, kind)
+            if condition.get("status") == status and reason in (None, condition.get("reason")):
+                return condition
+            return None
+
+        found: dict[str, Any] = wait_until(
+            matches, timeout, f"{kind}={status} ({reason or 'any reason'}) on {name}", interval=0.5
+        )
+        return found
+
+    def pods(self, name: str, component: str | None = None) -> list[client.V1Pod]:
+        selector = f"modeldeploy.dev/name={name}"
+        if component:
+            selector += f",app.kubernetes.io/component={component}"
+        return list(self.core.list_namespaced_pod(self.namespace, label_selector=selector).items)
+
+    def services(self, name: str) -> list[client.V1Service]:
+        selector = f"modeldeploy.dev/name={name}"
+        return list(
+            self.core.list_namespaced_service(self.namespace, label_selector=selector).items
+        )
+
+    def events(self, name: str) -> list[client.CoreV1Event]:
+        events = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        )
+        return list(events.items)
+
+
+@pytest.fixture
+def mds(admin: client.ApiClient, namespace: str) -> ModelDeployments:
+    return ModelDeployments(admin, namespace)
