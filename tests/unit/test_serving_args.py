@@ -162,3 +162,47 @@ def test_importing_the_config_imports_neither_ray_nor_vllm() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _md(spec: dict[str, object]) -> ServingConfig:
+    from modeldeploy_operator.api import ModelDeployment
+    from modeldeploy_operator.serving_config import build_serving_config
+
+    document = {"apiVersion": "modeldeploy.dev/v1alpha1", "kind": "ModelDeployment"}
+    md = ModelDeployment.model_validate({**document, "metadata": {"name": "m"}, "spec": spec})
+    return build_serving_config(md)
+
+
+def test_a_replica_spanning_worker_pods_uses_the_ray_executor() -> None:
+    spec: dict[str, object] = {
+        "model": {"source": "hf://openai/gpt-oss-120b"},
+        "engine": {"tensorParallelSize": 4},
+        "resources": {"gpusPerWorker": 2},
+    }
+    spanning = _md(spec)
+    assert spanning.distributed_executor_backend == "ray"
+    assert spanning.vllm_args()[-2:] == ["--distributed-executor-backend", "ray"]
+    bundles = deployment_options(spanning)["placement_group_bundles"]
+    assert bundles == [{"CPU": spanning.cpus_per_replica}] + [{"GPU": 1.0}] * 4
+    assert deployment_options(spanning)["placement_group_strategy"] == "PACK"
+    packed = _md({**spec, "resources": {"gpusPerWorker": 4}})
+    assert packed.distributed_executor_backend == "mp"
+
+
+def test_object_store_sources_are_streamed() -> None:
+    config = _md({"model": {"source": "s3://bucket/llama"}})
+    assert config.model == "s3://bucket/llama"
+    assert config.vllm_args()[-2:] == ["--load-format", "runai_streamer"]
+
+
+def test_the_local_example_runs_on_the_cpu_engine() -> None:
+    from pathlib import Path
+
+    from modeldeploy_operator.serving_config import load_serving_config
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "tiny-cpu.yaml"
+    config = load_serving_config(example)
+    assert config.accelerator == "cpu" and config.gpus_per_replica == 0
+    assert config.model.startswith("/") and config.served_model_name == "tiny-llama"
+    assert "--enforce-eager" in config.vllm_args()
+    assert "placement_group_bundles" not in deployment_options(config)
