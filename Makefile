@@ -23,7 +23,7 @@ typecheck: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-test: lint typecheck test-unit test-serving
+test: lint typecheck test-unit chart-lint test-serving test-e2e
 
 # The CRD is generated from the pydantic models; the committed copy must match (tests check).
 crd: $(STAMP)
@@ -50,3 +50,13 @@ bench-overhead: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# cluster-binaries, cluster-up, cluster-down, test-e2e: the local control plane.
+include e2e/cluster/cluster.mk
+# chart-lint, deploy-manifests: the Helm chart, deploy/ and the Dockerfiles.
+include charts/install.mk
+
+# Trace-driven autoscaling simulation: bench/results/autoscale.json and autoscale-trace.png.
+.PHONY: bench-autoscale
+bench-autoscale: $(STAMP)
+	$(PY) -m bench.autoscale
