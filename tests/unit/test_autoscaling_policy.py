@@ -99,6 +99,24 @@ def test_burst_while_replicas_start_adds_more_only_when_the_queue_doubles() -> N
     assert changes(trace, 1) == [(11.0, 5), (40.0, 9)]
 
 
+def test_cold_start_backlog_is_sized_by_what_replicas_hold_not_by_the_queue() -> None:
+    # One ready replica, saturated at 30 running (learnt while the queue is above target). The
+    # queue grows by 4 a second while the added replicas start. Queue-sized steps would want
+    # ceil(queue / 2) replicas; while replicas start the policy wants only enough to hold every
+    # request at once: ceil((queue + 30) / 30).
+    config = CFG.model_copy(update={"max_replicas": 50, "max_scale_up_step": 50})
+
+    def script(t: float, n: int) -> QueueSignals:
+        return QueueSignals(handle_queued=4 * t, running=30, ready_replicas=1)
+
+    got = changes(replay(script, 1, 60, config), 1)
+    # t=0.5: queue 2 is not above 2. t=1: 4 > 2 opens the window; t=2: queue 8, nothing is
+    # starting yet: ceil(8 / 2) = 4. From then on each step waits for the queue to double:
+    # t=4 (16): ceil(46 / 30) = 2 < 5, so one more; t=8 (32): ceil(62 / 30) = 3, so one more...
+    assert got == [(2.0, 4), (4.0, 5), (8.0, 6), (16.0, 7), (32.0, 8)]
+    assert max(n for _, n in got) < math.ceil(4 * 60 / 2)
+
+
 def test_slow_ramp_follows_the_queue_without_stepping_back() -> None:
     # queue = t / 10: above 2 per replica from t=20.5 (2.05 > 2), so the first step is at 21.5.
     def ramp(t: float, n: int) -> QueueSignals:
@@ -158,8 +176,10 @@ def test_overload_then_quiet_steps_down_once_per_delay_with_one_direction_change
 
 def test_scale_down_keeps_replicas_the_running_load_needs() -> None:
     # t < 10: 4 ready replicas saturated (queue 20 > 2 x 4) running 40, i.e. 10 each.
-    # Then no queue but 35 running: 35 / 3 = 11.7 > 0.8 x 10, so no replica goes; at t >= 200 the
-    # load falls to 20 (20 / 3 = 6.7 <= 8) and one goes after the delay counted from t=10.
+    # Then no queue but 35 running: 35 / 3 = 11.7 > 0.8 x 10, so no replica goes; the low window
+    # is judged at 70, 130, 190, 250 on its peak, and restarts each time. The load falls to 20 at
+    # t=200, but the window 190-250 still saw 35; the one from 250 sees only 20
+    # (20 / 3 = 6.7 <= 8): one replica goes at 310.
     config = CFG.model_copy(update={"max_replicas": 4})
 
     def script(t: float, n: int) -> QueueSignals:
@@ -167,8 +187,8 @@ def test_scale_down_keeps_replicas_the_running_load_needs() -> None:
             return QueueSignals(handle_queued=20, running=40)
         return QueueSignals(running=35 if t < 200 else 20)
 
-    got = changes(replay(script, 4, 260, config), 4)
-    assert got == [(200.0, 3)]
+    got = changes(replay(script, 4, 320, config), 4)
+    assert got == [(310.0, 3)]
 
 
 def test_draining_queue_adds_nothing() -> None:

@@ -12,9 +12,10 @@ between "low" and "above target" is hysteresis: a queue hovering near the target
 Two guards keep a cold start from overshooting or flapping:
 - while replicas added earlier are still starting, the backlog that builds meanwhile is already
   being answered, so more are added only when the queue keeps growing geometrically;
-- a replica is removed only when the running requests fit in the remaining replicas at a
-  fraction of the load per replica last seen at saturation, so a low queue that exists only
-  because capacity is exactly sufficient does not remove the capacity that keeps it low.
+- a replica is removed only when the most requests that ran at once during the low-queue
+  window fit in the remaining replicas at a fraction of the load per replica last seen at
+  saturation, so a low queue that exists only because capacity is exactly sufficient does not
+  remove the capacity that keeps it low.
 
 `decide` never reads a clock or does I/O: `now` is a parameter and state goes in and out, so the
 same function runs inside Ray Serve's controller, in the trace simulator (bench/autoscale) and in
@@ -84,6 +85,8 @@ class PolicyState:
     """The queue when that window opened: a queue smaller at its end is draining."""
     low_since: float | None = None
     """Since when the queue has been low, counted afresh after each scale step."""
+    peak_running: float = 0.0
+    """The most running requests seen since `low_since`: scale-down sizes for the peak."""
     idle_since: float | None = None
     """Since when there has been no request at all, waiting or running."""
     last_scale_up_at: float | None = None
@@ -166,9 +169,11 @@ def decide(
     elif state.above_since is None:
         state = replace(state, above_since=now, queue_at_above_since=queue)
     if not low:
-        state = replace(state, low_since=None)
+        state = replace(state, low_since=None, peak_running=0.0)
     elif state.low_since is None:
-        state = replace(state, low_since=now)
+        state = replace(state, low_since=now, peak_running=running)
+    else:
+        state = replace(state, peak_running=max(state.peak_running, running))
 
     if state.above_since is not None and now - state.above_since + _EPS_S >= (
         config.scale_up_stabilization_s
@@ -184,7 +189,7 @@ def decide(
         return new, _after_step(state, False, now, queue, "idle")
 
     if state.low_since is not None and now - state.low_since + _EPS_S >= config.scale_down_delay_s:
-        return _maybe_scale_down(running, n, config, state, now, queue)
+        return _maybe_scale_down(n, running, config, state, now, queue)
 
     return n, replace(state, reason="hold")
 
@@ -203,20 +208,28 @@ def _maybe_scale_up(
         return n, replace(
             state, above_since=now, queue_at_above_since=queue, reason="queue draining"
         )
-    if ready < n and queue < config.pending_growth_factor * state.queue_at_last_scale_up:
+    starting = ready < n
+    if starting and queue < config.pending_growth_factor * state.queue_at_last_scale_up:
         return n, replace(state, reason="replicas starting")
     if n >= config.max_replicas:
         return n, replace(state, reason="at max_replicas")
     # Enough replicas to bring the queue per replica back to the target, in bounded steps.
     wanted = math.ceil(queue / config.target_queue_depth)
+    saturated = state.saturated_running_per_replica
+    if starting and saturated is not None and saturated > 0:
+        # A backlog built up during a cold start is a one-off: once replicas are up, each takes
+        # about `saturated` requests at once, so more than enough to hold every request in the
+        # system at once would only be removed again later.
+        held = math.ceil((queue + max(0.0, signals.running)) / saturated)
+        wanted = min(wanted, max(held, n + 1))
     step = min(max(wanted - n, 1), config.max_scale_up_step)
     new = min(config.max_replicas, n + step)
     return new, _after_step(state, True, now, queue, "queue above target")
 
 
 def _maybe_scale_down(
-    running: float,
     n: int,
+    running: float,
     config: AutoscalingConfig,
     state: PolicyState,
     now: float,
@@ -233,10 +246,16 @@ def _maybe_scale_down(
     saturated = state.saturated_running_per_replica
     if saturated is not None:
         limit = config.scale_down_utilization * saturated
-        while step > 0 and running / (n - step) > limit:
+        # Sized for the busiest moment of the low window, not the current lull (as an HPA's
+        # scale-down stabilization keeps the highest recommendation of its window).
+        while step > 0 and state.peak_running / (n - step) > limit:
             step -= 1
     if step == 0:
-        return n, replace(state, reason="load needs current replicas")
+        # Judge again one delay from now on the peak of that window only, so a load that has
+        # since fallen is not held against the fleet forever.
+        return n, replace(
+            state, low_since=now, peak_running=running, reason="load needs current replicas"
+        )
     return n - step, _after_step(state, False, now, queue, "queue low")
 
 
@@ -246,4 +265,4 @@ def _after_step(state: PolicyState, up: bool, now: float, queue: float, reason: 
     state = replace(state, above_since=None, queue_at_above_since=0.0, reason=reason)
     if up:
         return replace(state, low_since=None, last_scale_up_at=now, queue_at_last_scale_up=queue)
-    return replace(state, low_since=now, last_scale_down_at=now)
+    return replace(state, low_since=now, peak_running=0.0, last_scale_down_at=now)
