@@ -18,8 +18,10 @@ CLUSTER_RUN := PYTHONPATH=$(CURDIR)/e2e $(CLUSTER_PY) -m
 
 .PHONY: cluster-binaries cluster-up cluster-down cluster-status test-e2e
 
+# Progress to stderr: stdout of `make -s cluster-up` is only the export line, so
+# `eval "$$(make -s cluster-up)"` sets KUBECONFIG in the calling shell.
 cluster-binaries:
-	$(CLUSTER_RUN) cluster.binaries
+	$(CLUSTER_RUN) cluster.binaries >&2
 
 cluster-up: cluster-binaries
 	@$(CLUSTER_RUN) cluster.localcluster up $(CLUSTER_STATE)

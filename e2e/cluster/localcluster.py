@@ -238,6 +238,8 @@ class LocalCluster:
         self.nodes = tuple(nodes)
         self.versions = versions or binaries.read_versions()
         self.procs: list[Proc] = []
+        # Kept so their exit status is collected; `procs` is what another process can use.
+        self._popens: list[subprocess.Popen[bytes]] = []
         self.token = ""
         self.server = ""
 
@@ -283,7 +285,10 @@ class LocalCluster:
         """Stop exactly the processes this cluster started, newest first."""
         for proc in reversed(self.procs):
             proc.stop()
+        for popen in self._popens:
+            popen.poll()
         self.procs.clear()
+        self._popens.clear()
         self._write_state()
 
     def __enter__(self) -> LocalCluster:
@@ -325,6 +330,7 @@ class LocalCluster:
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
             )
+        self._popens.append(popen)
         start_time = _proc_start_time(popen.pid)
         if start_time is None:
             raise ClusterError(f"{name} exited at once; see {log}")
@@ -584,6 +590,8 @@ def cluster_down(state_dir: Path, quiet: bool = False) -> int:
 
 def cluster_status(state_dir: Path) -> int:
     procs = LocalCluster.read_state(state_dir)
+    if not procs:
+        print(f"no cluster recorded in {state_dir}")
     for proc in procs:
         print(f"{proc.name:<24} pid {proc.pid:<8} {'running' if proc.alive() else 'stopped'}")
     return 0 if procs and all(p.alive() for p in procs) else 1
