@@ -41,7 +41,7 @@ def dns_name(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def crd(cluster: LocalCluster) -> dict[str, Any]:
-    cluster.kubectl("apply", "-f", str(CRD_FILE))
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
     cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
     loaded: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text(encoding="utf-8"))
     return loaded

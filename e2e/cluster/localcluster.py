@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -163,6 +164,18 @@ class Proc:
             time.sleep(0.05)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: kill it when the process that started it dies.
+
+    A test run killed outright (CI timeout, SIGKILL) then leaves no control plane behind.
+    SIGKILL, not SIGTERM: all components die at once, and an apiserver whose etcd is gone
+    never finishes its graceful shutdown.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _reap(pid: int) -> None:
     """Collect our own child's exit status so it does not linger as a zombie (looks alive)."""
     with contextlib.suppress(ChildProcessError):
@@ -233,8 +246,12 @@ class LocalCluster:
         workdir: Path,
         nodes: Sequence[FakeNode] = DEFAULT_NODES,
         versions: dict[str, str] | None = None,
+        detach: bool = False,
     ) -> None:
+        """`detach`: the cluster outlives this Python process (`make cluster-up`); otherwise
+        the kernel stops every component when this process dies, even by SIGKILL."""
         self.workdir = workdir
+        self.detach = detach
         self.nodes = tuple(nodes)
         self.versions = versions or binaries.read_versions()
         self.procs: list[Proc] = []
@@ -319,8 +336,6 @@ class LocalCluster:
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
         log = self.workdir / "logs" / f"{name}.log"
         with log.open("ab") as out:
-            # A new session: Ctrl-C in the terminal that ran `make cluster-up` must not reach
-            # the cluster, and `cluster-down` stops it by pid instead.
             popen = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
@@ -328,7 +343,10 @@ class LocalCluster:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 env={**os.environ, **(env or {})},
-                start_new_session=True,
+                # Detached: a new session, so Ctrl-C in the terminal that ran `make cluster-up`
+                # does not reach the cluster; `cluster-down` stops it by pid instead.
+                start_new_session=self.detach,
+                preexec_fn=None if self.detach else _die_with_parent,
             )
         self._popens.append(popen)
         start_time = _proc_start_time(popen.pid)
@@ -508,8 +526,8 @@ class LocalCluster:
         # A discovery cache per cluster: the default ~/.kube/cache is keyed by host:port, and a
         # later cluster on the same port would be served stale API groups.
         cache = f"--cache-dir={self.workdir / 'kube-cache'}"
-        args = [str(self.bin("kubectl")), f"--kubeconfig={self.kubeconfig}", cache, *args]
-        return _run(args, input, check)
+        command = [str(self.bin("kubectl")), f"--kubeconfig={self.kubeconfig}", cache, *args]
+        return _run(command, input, check)
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run helm against the cluster, with its caches kept inside the cluster's folder."""
@@ -569,7 +587,7 @@ def cluster_up(state_dir: Path) -> int:
         return 0
     cluster_down(state_dir, quiet=True)  # a half-dead earlier cluster: stop what is left
     started = time.monotonic()
-    cluster = LocalCluster(state_dir)
+    cluster = LocalCluster(state_dir, detach=True)
     cluster.start()
     took = time.monotonic() - started
     print(f"cluster up in {took:.0f}s (logs: {state_dir / 'logs'}); to use it:", file=sys.stderr)
