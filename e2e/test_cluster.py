@@ -18,7 +18,9 @@ from cluster.localcluster import (
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
     SA_ISSUER,
+    FakeNode,
     LocalCluster,
+    running,
     wait_until,
 )
 from kubernetes import client
@@ -233,3 +235,16 @@ def test_helm_install_deploys_and_uninstalls(
     assert not core.list_namespaced_config_map(
         namespace, label_selector="app.kubernetes.io/instance=demo"
     ).items
+
+
+def test_another_cluster_with_its_own_nodes_runs_alongside(cluster: LocalCluster) -> None:
+    nodes = [FakeNode("a100-node-0", gpus=4, gpu_product="NVIDIA-A100-SXM4-80GB")]
+    with running(nodes) as other:
+        assert other.server != cluster.server  # free ports: runs never collide
+        listed = json.loads(other.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        assert [n["metadata"]["name"] for n in listed] == ["a100-node-0"]
+        assert listed[0]["status"]["allocatable"][GPU_RESOURCE] == "4"
+        assert listed[0]["metadata"]["labels"][GPU_PRODUCT_LABEL] == "NVIDIA-A100-SXM4-80GB"
+        started = list(other.procs)
+    assert len(started) == 5
+    assert not any(p.alive() for p in started)  # stopped, by pid, when the block ends
