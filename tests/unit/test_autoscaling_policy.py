@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,11 +20,13 @@ import pytest
 
 from modeldeploy_operator.api.spec import ScalingSpec
 from modeldeploy_serving.autoscaling import (
+    ENGINE_RUNNING_METRIC,
     ENGINE_WAITING_METRIC,
     POLICY_IMPORT_PATH,
     AutoscalingConfig,
     PolicyState,
     QueueSignals,
+    autoscaling_stats,
     decide,
     metric_push_env,
     ray_autoscaling_config,
@@ -379,3 +382,54 @@ def test_adapter_runs_inside_ray_serves_wrapper() -> None:
     replicas, state = policy(context(state, 101.0))
     # Ray's own delays are zero, so our decision passes through unchanged.
     assert replicas == 6
+
+
+def test_engine_stats_from_vllm_metrics_text() -> None:
+    text = """# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="m"} 3.0
+vllm:num_requests_waiting{engine="1",model_name="m"} 2.0
+vllm:num_requests_running{engine="0",model_name="m"} 7.0
+vllm:num_requests_waiting_by_reason{engine="0",reason="capacity"} 9.0
+vllm:num_requests_running{engine="1",model_name="m"} NaN
+"""
+    assert autoscaling_stats(text) == {ENGINE_WAITING_METRIC: 5.0, ENGINE_RUNNING_METRIC: 7.0}
+    assert autoscaling_stats("") == {ENGINE_WAITING_METRIC: 0.0, ENGINE_RUNNING_METRIC: 0.0}
+    # What a replica reports is what the adapter reads back.
+    ctx = _context(
+        aggregated_metrics={name: {"r1": value} for name, value in autoscaling_stats(text).items()}
+    )
+    assert signals_from_context(ctx).running == 7.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_invariants_under_random_signals(seed: int) -> None:
+    # Whatever the signals: within [min, max], steps within their bounds, and never a step down
+    # sooner than scale_down_delay_s after a step up (the no-flapping guarantee).
+    rng = random.Random(seed)
+    config = CFG.model_copy(update={"min_replicas": 0, "max_replicas": 12})
+    level = 0.0
+
+    def noisy(t: float, n: int) -> QueueSignals:
+        nonlocal level
+        level = max(0.0, level + rng.choice((-3.0, -1.0, 0.0, 1.0, 3.0)))
+        if rng.random() < 0.01:
+            level = 0.0
+        return QueueSignals(
+            engine_waiting=level,
+            handle_queued=rng.choice((0.0, 0.0, 5.0)),
+            running=rng.uniform(0, 40) if level else 0.0,
+            ready_replicas=rng.randint(0, n) if n else 0,
+        )
+
+    trace = replay(noisy, 1, 3000, config)
+    last_up = -1e9
+    previous = 1
+    for t, n in trace:
+        assert 0 <= n <= 12
+        assert -config.max_scale_down_step <= n - previous <= config.max_scale_up_step
+        if n > previous:
+            last_up = t
+        elif n < previous and n > 0:
+            assert t - last_up >= config.scale_down_delay_s - 1e-6, (t, last_up)
+        previous = n

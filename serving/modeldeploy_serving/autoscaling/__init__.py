@@ -5,6 +5,7 @@ and the trace simulator in bench/autoscale runs the same `decide`.
 """
 
 from .config import AutoscalingConfig, ScalingSpecLike
+from .engine_stats import autoscaling_stats
 from .policy import PolicyState, QueueSignals, decide
 from .ray_config import (
     ENGINE_RUNNING_METRIC,
@@ -22,6 +23,7 @@ __all__ = [
     "PolicyState",
     "QueueSignals",
     "ScalingSpecLike",
+    "autoscaling_stats",
     "decide",
     "metric_push_env",
     "ray_autoscaling_config",

@@ -11,7 +11,9 @@ removes capacity slowly, one bounded step per `scale_down_delay_s` of low queue.
 between "low" and "above target" is hysteresis: a queue hovering near the target changes nothing.
 Two guards keep a cold start from overshooting or flapping:
 - while replicas added earlier are still starting, the backlog that builds meanwhile is already
-  being answered, so more are added only when the queue keeps growing geometrically;
+  being answered, so more are added only when the queue keeps growing geometrically, and then
+  only as many as it takes to hold every request in the system at once, at the load per replica
+  seen at saturation (sizing by queue/target would buy replicas for a one-off backlog);
 - a replica is removed only when the most requests that ran at once during the low-queue
   window fit in the remaining replicas at a fraction of the load per replica last seen at
   saturation, so a low queue that exists only because capacity is exactly sufficient does not
