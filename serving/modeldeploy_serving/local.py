@@ -41,10 +41,15 @@ def free_port() -> int:
         return port
 
 
-def local_ray_env(mode: IngressMode, scratch: Path) -> dict[str, str]:
+def local_ray_env(mode: IngressMode, scratch: Path, port: int) -> dict[str, str]:
     """Environment for a Ray this process starts: the ingress mode, plus HAProxy's files and
     side ports moved off their fixed defaults so two local servers do not collide."""
     env = ingress_env(mode)
+    if mode == "direct":
+        # Without HAProxy nothing forwards to the replicas' own servers, so the (first) replica
+        # takes the endpoint's port itself; Serve's remaining proxy moves to a spare port.
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(port)
+        env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(port + 100)
     if mode != "proxy":
         # A stopping replica keeps its own HTTP server open this long so that HAProxy on other
         # nodes stops sending to it first (default 30 s). One node learns it at once.
@@ -108,7 +113,7 @@ class LocalServer:
             # Short: HAProxy's admin socket lands below it in a per-node folder, and socket paths
             # are limited to 97 characters.
             self._scratch = tempfile.TemporaryDirectory(prefix="md-", dir="/tmp")
-            os.environ.update(local_ray_env(self.ingress, Path(self._scratch.name)))
+            os.environ.update(local_ray_env(self.ingress, Path(self._scratch.name), self.port))
         import ray
         from ray import serve
 
@@ -129,7 +134,8 @@ class LocalServer:
             logging_level=logging.WARNING,
         )
         self._started_ray = not joining
-        serve.start(http_options={"host": self.host, "port": self.port})
+        proxy_port = free_port() if self.ingress == "direct" and not joining else self.port
+        serve.start(http_options={"host": self.host, "port": proxy_port})
         _progress(f"deploying {self.config.served_model_name} ({self.config.model})")
         serve.run(build_app(self.config), name=self.config.app_name, route_prefix="/")
         wait_until_ready(self.base_url)

@@ -206,3 +206,17 @@ def test_the_local_example_runs_on_the_cpu_engine() -> None:
     assert config.model.startswith("/") and config.served_model_name == "tiny-llama"
     assert "--enforce-eager" in config.vllm_args()
     assert "placement_group_bundles" not in deployment_options(config)
+
+
+def test_local_ray_env_keeps_two_local_servers_apart(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from modeldeploy_serving.local import local_ray_env
+
+    scratch = Path(str(tmp_path))
+    direct = local_ray_env("direct", scratch, 9100)
+    assert direct["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] == "9100"
+    haproxy = local_ray_env("haproxy", scratch, 9100)
+    assert haproxy["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"].startswith(str(scratch))
+    assert haproxy["RAY_SERVE_HAPROXY_STATS_PORT"] != "8404"
+    assert "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC" not in local_ray_env("proxy", scratch, 9100)
