@@ -194,12 +194,14 @@ def test_scale_down_keeps_replicas_the_running_load_needs() -> None:
     assert got == [(310.0, 3)]
 
 
-def test_draining_queue_adds_nothing() -> None:
-    # 2 replicas, queue 10 falling by 2 every 0.5 s: above target but shrinking over each window.
+def test_a_long_queue_scales_up_even_while_it_drains() -> None:
+    # One replica serving 2 requests/s cannot clear a queue of 40 for 20 s: a queue that shrinks
+    # but stays above target is still people waiting. Window from t=0, decision at t=1 (queue 38):
+    # ceil(38 / 2) = 19 wanted, bounded to 1 + 4.
     def drain(t: float, n: int) -> QueueSignals:
-        return QueueSignals(engine_waiting=max(0.0, 10 - 4 * t), running=8)
+        return QueueSignals(handle_queued=max(0.0, 40 - 2 * t), running=2)
 
-    assert changes(replay(drain, 2, 10), 2) == []
+    assert changes(replay(drain, 1, 1.0), 1) == [(1.0, 5)]
 
 
 def test_idle_goes_to_zero_only_after_the_idle_time_and_a_request_brings_one_back_at_once() -> None:

@@ -83,8 +83,6 @@ class PolicyState:
 
     above_since: float | None = None
     """Since when the queue per replica has been above target (None: it is not)."""
-    queue_at_above_since: float = 0.0
-    """The queue when that window opened: a queue smaller at its end is draining."""
     low_since: float | None = None
     """Since when the queue has been low, counted afresh after each scale step."""
     peak_running: float = 0.0
@@ -167,9 +165,9 @@ def decide(
     low = per_replica <= target * config.scale_down_queue_ratio
 
     if not above:
-        state = replace(state, above_since=None, queue_at_above_since=0.0)
+        state = replace(state, above_since=None)
     elif state.above_since is None:
-        state = replace(state, above_since=now, queue_at_above_since=queue)
+        state = replace(state, above_since=now)
     if not low:
         state = replace(state, low_since=None, peak_running=0.0)
     elif state.low_since is None:
@@ -205,11 +203,6 @@ def _maybe_scale_up(
     now: float,
 ) -> tuple[int, PolicyState]:
     queue = signals.queue_depth
-    if queue < state.queue_at_above_since:
-        # The queue shrank over the window: the replicas already running are draining it.
-        return n, replace(
-            state, above_since=now, queue_at_above_since=queue, reason="queue draining"
-        )
     starting = ready < n
     if starting and queue < config.pending_growth_factor * state.queue_at_last_scale_up:
         return n, replace(state, reason="replicas starting")
@@ -264,7 +257,7 @@ def _maybe_scale_down(
 def _after_step(state: PolicyState, up: bool, now: float, queue: float, reason: str) -> PolicyState:
     # Every step restarts both windows: the next step is judged on what the new count does. A
     # step down happens on a low queue, so the low window restarts at once from this decision.
-    state = replace(state, above_since=None, queue_at_above_since=0.0, reason=reason)
+    state = replace(state, above_since=None, reason=reason)
     if up:
         return replace(state, low_since=None, last_scale_up_at=now, queue_at_last_scale_up=queue)
     return replace(state, low_since=now, peak_running=0.0, last_scale_down_at=now)
