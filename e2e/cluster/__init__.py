@@ -1,0 +1,1 @@
+"""The local Kubernetes control plane of the e2e tier: build (binaries), run (localcluster)."""
