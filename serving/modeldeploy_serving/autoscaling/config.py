@@ -110,8 +110,9 @@ class AutoscalingConfig(BaseModel):
         gt=0,
         le=1,
         description=(
-            "A replica is removed only if the running requests then fit in the remaining "
-            "replicas at this fraction of the per-replica load last seen at saturation."
+            "A replica is removed only if the most requests running at once during the "
+            "low-queue window fit in the remaining replicas at this fraction of the running "
+            "requests per replica last seen at saturation."
         ),
     )
 
