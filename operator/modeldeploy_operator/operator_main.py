@@ -70,8 +70,6 @@ def _load_kube_config(kubeconfig: str | None) -> None:
     import kubernetes
 
     if kubeconfig:
-        # kopf's login reads the same variable, so both clients talk to the same cluster.
-        os.environ["KUBECONFIG"] = kubeconfig
         kubernetes.config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         return
     try:
@@ -81,6 +79,10 @@ def _load_kube_config(kubeconfig: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        # Before the first `import kubernetes`: it reads $KUBECONFIG once, at import, and kopf's
+        # login handler relies on that default.
+        os.environ["KUBECONFIG"] = args.kubeconfig
     # Imported here so that `modeldeploy validate` and `crd` start without the operator's stack.
     import kopf
     import kubernetes

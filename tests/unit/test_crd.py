@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from modeldeploy_operator.api import api_rules
+from modeldeploy_operator.api import ModelDeploymentSpec, api_rules
 from modeldeploy_operator.crd import build_crd, render_crd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,10 +82,14 @@ def test_names() -> None:
     assert crd["spec"]["names"]["shortNames"] == ["md"]
 
 
-def test_optional_sections_default_to_empty_objects() -> None:
+def test_optional_sections_default_to_their_filled_in_defaults() -> None:
     spec = _schema()["properties"]["spec"]
+    defaults = ModelDeploymentSpec.model_validate({"model": {"source": "hf://a/b"}})
     for section in ("engine", "resources", "scaling", "endpoint", "ray"):
-        assert spec["properties"][section]["default"] == {}, section
+        expected = getattr(defaults, section).model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+        assert spec["properties"][section]["default"] == expected, section
     assert spec["required"] == ["model"]
 
 

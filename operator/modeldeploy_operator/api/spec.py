@@ -74,6 +74,19 @@ def _flag_name(arg: str) -> str:
     return arg.split("=", 1)[0]
 
 
+def _section(model: type[ApiModel], description: str) -> Any:
+    """A field holding an optional section, defaulted as a whole.
+
+    The schema's default is the section with every default filled in: the apiserver then stores
+    the same values pydantic would use, and CEL rules, which are also checked against the
+    default itself, see every field they read.
+    """
+    defaults = model().model_dump(mode="json", by_alias=True, exclude_none=True)
+    return Field(
+        default_factory=model, json_schema_extra={"default": defaults}, description=description
+    )
+
+
 class SecretKeyRef(ApiModel):
     """A key of a Secret in the ModelDeployment's namespace."""
 
@@ -251,7 +264,7 @@ class EngineSpec(ApiModel):
             id="engine-extra-args-not-managed",
             field="extraArgs",
             cel=(
-                "self.extraArgs.all(a, !(a.split('=')[0] in "
+                "!has(self.extraArgs) || self.extraArgs.all(a, !(a.split('=')[0] in "
                 f"{_cel_string_list(MANAGED_ENGINE_FLAGS)}))"
             ),
             message=(
@@ -442,17 +455,7 @@ class RaySpec(ApiModel):
         max_length=512,
         description="Serving image (Ray, vLLM and modeldeploy) of the head and worker pods.",
     )
-    head_resources: HeadResources = Field(
-        default_factory=HeadResources,
-        json_schema_extra={"default": {}},
-        description="Requests of the Ray head pod.",
-    )
-
-
-def _section(model: type[ApiModel], description: str) -> Any:
-    # `default: {}` in the schema lets the apiserver fill in nested defaults for an omitted section,
-    # so the stored object and pydantic agree on every value.
-    return Field(default_factory=model, json_schema_extra={"default": {}}, description=description)
+    head_resources: HeadResources = _section(HeadResources, "Requests of the Ray head pod.")
 
 
 class ModelDeploymentSpec(ApiModel):
