@@ -103,14 +103,18 @@ def test_drift_is_repaired(
     mds.core.delete_namespaced_pod("drift-worker-1", mds.namespace, grace_period_seconds=0)
     time.sleep(1)
     wait_children(mds, "drift", workers=2)
-    # Hand edits to a child are put back: the hash annotation no longer matches.
+    # A child built from another spec (its hash differs) is brought back to the current one.
     mds.core.patch_namespaced_service(
         "drift",
         mds.namespace,
-        {
-            "spec": {"ports": [{"name": "http", "port": 9999, "targetPort": 8000}]},
-            "metadata": {"annotations": {"modeldeploy.dev/spec-hash": "x"}},
-        },
+        [
+            {"op": "replace", "path": "/spec/ports/0/port", "value": 9999},
+            {
+                "op": "replace",
+                "path": "/metadata/annotations/modeldeploy.dev~1spec-hash",
+                "value": "written-by-an-older-spec",
+            },
+        ],
     )
     wait_until(
         lambda: mds.core.read_namespaced_service("drift", mds.namespace).spec.ports[0].port == 8000,

@@ -155,8 +155,9 @@ def build_worker_pod(owner: Owner, index: int) -> dict[str, Any]:
     requests: dict[str, Any] = {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
     limits: dict[str, Any] = {"memory": spec.resources.memory}
     if gpus:
-        requests[spec.resources.accelerator] = gpus
-        limits[spec.resources.accelerator] = gpus
+        # Quantities are strings in the API (the client validates that).
+        requests[spec.resources.accelerator] = str(gpus)
+        limits[spec.resources.accelerator] = str(gpus)
     command = [
         "ray",
         "start",

@@ -136,6 +136,8 @@ class Reconciler:
     ) -> dict[str, Any]:
         status = build_status(obs, previous, self.now())
         for condition in condition_changes(previous.get("conditions") or [], status["conditions"]):
+            if condition["type"] == "Progressing":
+                continue  # it mirrors the other two; one event per cause is enough
             healthy = (condition["type"] == "Degraded") != (condition["status"] == "True")
             emit = events.normal if healthy else events.warning
             text = f"{condition['type']}={condition['status']}"

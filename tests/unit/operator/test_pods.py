@@ -54,8 +54,8 @@ def test_worker_requests_gpus_and_joins_head() -> None:
     pod = build_worker_pod(owner, 3)
     container = _container(pod)
     assert pod["metadata"]["name"] == "llm-worker-3"
-    assert container["resources"]["requests"]["nvidia.com/gpu"] == 4
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "4"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
     assert "--address=llm-head.team.svc:6379" in container["command"]
     assert "--num-gpus=4" in container["command"]
     assert "--num-cpus=8" in container["command"]
