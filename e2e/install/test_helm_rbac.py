@@ -1,0 +1,128 @@
+"""`helm install` on the real control plane, and the operator confined to the chart's RBAC.
+
+The lifecycle tests below are the operator suite's own (e2e/lifecycle/test_operator_faults.py),
+collected here again: this package's `start_operator` fixture runs the operator with a token of
+the chart's ServiceAccount, so each Kubernetes call they cause must be allowed by the chart's
+roles, and anything the roles forgot fails them.
+"""
+
+from __future__ import annotations
+
+import pytest
+from cluster.localcluster import DEFAULT_NODES, LocalCluster, wait_until
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from lifecycle import test_operator_faults as lifecycle
+
+from .conftest import Release
+from .release import CRDS, peering_owner
+
+
+def operator_pods(admin: client.ApiClient, release: Release) -> list[client.V1Pod]:
+    selector = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=operator"
+    core = client.CoreV1Api(admin)
+    return list(core.list_namespaced_pod(release.namespace, label_selector=selector).items)
+
+
+def test_install_establishes_crds_and_runs_the_operator(
+    cluster: LocalCluster, admin: client.ApiClient, release: Release
+) -> None:
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{c}" for c in CRDS]
+    )
+    # helm --wait returned: the Deployment is available. Both replicas run on kwok's nodes.
+    pods = operator_pods(admin, release)
+    assert len(pods) == 2
+    for pod in pods:
+        ready = {c.type: c.status for c in pod.status.conditions or []}
+        assert pod.status.phase == "Running" and ready.get("Ready") == "True", pod.status
+        assert pod.spec.node_name in {node.name for node in DEFAULT_NODES}
+        assert pod.spec.service_account_name == release.service_account
+    assert peering_owner(cluster) == release.name
+    assert "http://NAME.NAMESPACE.svc:8000/v1" in release.notes
+    assert "from openai import OpenAI" in release.notes
+
+
+def test_rolling_update_keeps_a_replica_available(
+    cluster: LocalCluster, admin: client.ApiClient, release: Release
+) -> None:
+    pdb = client.PolicyV1Api(admin).read_namespaced_pod_disruption_budget(
+        release.service_account, release.namespace
+    )
+    wait_until(
+        lambda: (
+            client.PolicyV1Api(admin)
+            .read_namespaced_pod_disruption_budget(release.service_account, release.namespace)
+            .status.disruptions_allowed
+            == 1
+        ),
+        60,
+        "the PodDisruptionBudget to allow one disruption of two replicas",
+    )
+    assert pdb.spec.min_available == 1
+
+
+def forbidden(call: object) -> int:
+    try:
+        call()  # type: ignore[operator]
+    except ApiException as exc:
+        return int(exc.status)
+    return 200
+
+
+def test_calls_outside_the_role_are_denied(
+    as_operator: client.ApiClient, namespace: str, release: Release
+) -> None:
+    core = client.CoreV1Api(as_operator)
+    apps = client.AppsV1Api(as_operator)
+    custom = client.CustomObjectsApi(as_operator)
+    denied = {
+        "list secrets, all namespaces": lambda: core.list_secret_for_all_namespaces(),
+        "list secrets in a namespace": lambda: core.list_namespaced_secret(namespace),
+        "delete a node": lambda: core.delete_node(DEFAULT_NODES[0].name),
+        "list nodes": lambda: core.list_node(),
+        "list Deployments": lambda: apps.list_namespaced_deployment(namespace),
+        "create a ConfigMap": lambda: core.create_namespaced_config_map(
+            namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="x"))
+        ),
+        "delete a Service": lambda: core.delete_namespaced_service("x", namespace),
+        "delete a ModelDeployment": lambda: custom.delete_namespaced_custom_object(
+            "modeldeploy.dev", "v1alpha1", namespace, "modeldeployments", "x"
+        ),
+        "read its own ServiceAccount's namespace": lambda: core.read_namespace(release.namespace),
+    }
+    statuses = {what: forbidden(call) for what, call in denied.items()}
+    assert statuses == dict.fromkeys(denied, 403)
+    # What it may do answers normally (404: allowed, nothing there).
+    assert forbidden(lambda: core.read_namespaced_secret("absent", namespace)) == 404
+    assert forbidden(lambda: core.list_namespaced_pod(namespace)) == 200
+
+
+@pytest.mark.parametrize("verb", ["get", "list", "watch", "create", "update", "patch", "delete"])
+def test_operator_cannot_touch_rbac_or_escalate(
+    as_operator: client.ApiClient, namespace: str, verb: str
+) -> None:
+    """No verb at all on roles and bindings: the operator cannot grant itself more."""
+    review = client.AuthorizationV1Api(as_operator).create_self_subject_access_review(
+        client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=client.V1ResourceAttributes(
+                    group="rbac.authorization.k8s.io",
+                    resource="rolebindings",
+                    verb=verb,
+                    namespace=namespace,
+                )
+            )
+        )
+    )
+    assert review.status.allowed is False
+
+
+# The operator suite's lifecycle, as the chart's ServiceAccount. Reconciling without Ray:
+# children with GPU requests on GPU nodes, status and events, the scale subresource, garbage
+# collection on delete; Secret reference checks; unschedulable GPU requests.
+test_children_status_and_garbage_collection = lifecycle.test_children_status_and_garbage_collection
+test_invalid_reference_creates_nothing = lifecycle.test_invalid_reference_creates_nothing
+test_insufficient_gpu_carries_scheduler_message = (
+    lifecycle.test_insufficient_gpu_carries_scheduler_message
+)
