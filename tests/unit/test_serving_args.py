@@ -151,7 +151,14 @@ def test_ingress_modes() -> None:
     assert ingress_env("direct")["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
     assert ingress_env("haproxy")["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert ingress_env("haproxy-throughput")["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
-    assert set(INGRESS_MODES) == {"proxy", "direct", "haproxy", "haproxy-throughput"}
+    assert ingress_env("haproxy-mainloop")["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == "0"
+    assert set(INGRESS_MODES) == {
+        "proxy",
+        "direct",
+        "haproxy",
+        "haproxy-mainloop",
+        "haproxy-throughput",
+    }
 
 
 def test_importing_the_config_imports_neither_ray_nor_vllm() -> None:
