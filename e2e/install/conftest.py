@@ -88,13 +88,10 @@ def operator_kubeconfig(
 
 @pytest.fixture
 def start_operator(
-    operator_kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    operator_kubeconfig: Path, tmp_path: Path
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """The lifecycle tests' `start_operator`, as the chart's ServiceAccount."""
     started: list[OperatorProcess] = []
-    # As a person running the operator locally would have it: KUBECONFIG names the same file
-    # as --kubeconfig (kopf's own login reads the variable).
-    monkeypatch.setenv("KUBECONFIG", str(operator_kubeconfig))
 
     def start(dashboard_url: str | None = None, serve_port: int = 8000) -> OperatorProcess:
         template = dashboard_url or f"http://127.0.0.1:{free_port()}"

@@ -75,7 +75,7 @@ def operator_process(kubeconfig: Path, log: Path, *flags: str) -> Iterator[subpr
         f"--liveness=http://127.0.0.1:{port}/healthz",
         *flags,
     ]
-    env = {**os.environ, "POD_ID": "e2e-namespaced-operator", "KUBECONFIG": str(kubeconfig)}
+    env = {**os.environ, "POD_ID": "e2e-namespaced-operator"}
     with log.open("ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:

@@ -172,11 +172,7 @@ def test_operator_image_entrypoint_runs_against_the_cluster(
     )
     log = tmp_path / "operator.log"
     # Only the image's own environment: no project virtualenv on PATH.
-    env = {
-        "PATH": f"{operator_image_env / 'bin'}:/usr/bin:/bin",
-        "POD_ID": "image-check",
-        "KUBECONFIG": str(cluster.kubeconfig),
-    }
+    env = {"PATH": f"{operator_image_env / 'bin'}:/usr/bin:/bin", "POD_ID": "image-check"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
