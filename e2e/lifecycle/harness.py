@@ -118,7 +118,14 @@ class LocalRayHead:
             f"--temp-dir={self.temp}",
             "--include-dashboard=true",
         ]
-        env = {**os.environ, **self.env, "RAY_USAGE_STATS_ENABLED": "0"}
+        # Like a fresh head pod, which has no token file: Ray 2.60 turns token auth on for a
+        # local cluster whenever ~/.ray/auth_token exists, and the operator sends no token.
+        env = {
+            **os.environ,
+            **self.env,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_AUTH_MODE": "disabled",
+        }
         with (Path(self.temp) / "ray-start.log").open("ab") as out:
             self.proc = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -128,7 +135,7 @@ class LocalRayHead:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self.proc.returncode}")
             try:
-                with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2):
+                with urllib.request.urlopen(f"{self.dashboard_url}/api/ray/version", timeout=2):
                     return
             except (urllib.error.URLError, OSError):
                 time.sleep(0.5)
