@@ -4,23 +4,17 @@ changed values moves every object with it, and `helm uninstall` leaves nothing b
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from cluster.kubeclient import api_client
-from cluster.localcluster import LocalCluster, free_port, wait_until
+from cluster.localcluster import LocalCluster, wait_until
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from lifecycle.conftest import ModelDeployments
 from lifecycle.test_operator_faults import GPU_SPEC, wait_children
 
 from .conftest import Release
+from .operator_process import operator_process
 from .release import (
     CLUSTER_KINDS,
     NAMESPACED_KINDS,
@@ -51,50 +45,6 @@ def can_list_pods(api: client.ApiClient, namespace: str | None) -> bool:
     return True
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-@contextmanager
-def operator_process(kubeconfig: Path, log: Path, *flags: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`modeldeploy operator` with the given flags, live (kopf's /healthz answers) until exit."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "modeldeploy_operator.cli",
-        "operator",
-        f"--kubeconfig={kubeconfig}",
-        f"--dashboard-url-template=http://127.0.0.1:{free_port()}",
-        "--resync-seconds=2",
-        "--metrics-port=0",
-        f"--liveness=http://127.0.0.1:{port}/healthz",
-        *flags,
-    ]
-    env = {**os.environ, "POD_ID": "e2e-namespaced-operator"}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        wait_until(
-            lambda: proc.poll() is not None or _answers(f"http://127.0.0.1:{port}/healthz"),
-            60,
-            "the operator's health endpoint",
-        )
-        assert proc.poll() is None, log.read_text()[-3000:]
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_namespaced_install_upgrade_and_uninstall(
     cluster: LocalCluster, admin: client.ApiClient, namespace: str, tmp_path: Path
 ) -> None:
@@ -121,7 +71,7 @@ def _install_upgrade_uninstall(
 
         # The operator serving only `first`, with only the Role there and the small ClusterRole.
         log = tmp_path / "operator.log"
-        with operator_process(kubeconfig, log, f"--namespace={first}"):
+        with operator_process(kubeconfig, log, "scoped-operator", f"--namespace={first}"):
             mds = ModelDeployments(admin, first)
             mds.create("scoped", GPU_SPEC)
             wait_children(mds, "scoped", workers=3)
