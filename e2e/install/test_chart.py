@@ -20,7 +20,6 @@ from .chart import (
     CHART,
     DEPLOY_MANIFEST,
     RENDER_DEPLOY,
-    ROOT,
     VALUE_MODES,
     documents,
     helm_binary,
@@ -169,13 +168,6 @@ def test_metrics_service_targets_the_metrics_port() -> None:
     [monitor] = of_kind(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
-
-
-def test_chart_crds_are_the_top_level_crds() -> None:
-    top = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
-    copies = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
-    assert top, "no CRDs in crds/"
-    assert copies == top, "charts/modeldeploy/crds/ differs from crds/: copy crds/*.yaml there"
 
 
 def test_deploy_manifest_is_current() -> None:
