@@ -43,26 +43,38 @@ def test_install_establishes_crds_and_runs_the_operator(
     assert "from openai import OpenAI" in release.notes
 
 
-def test_rolling_update_keeps_a_replica_available(
-    cluster: LocalCluster, admin: client.ApiClient, release: Release
-) -> None:
-    pdb = client.PolicyV1Api(admin).read_namespaced_pod_disruption_budget(
-        release.service_account, release.namespace
+def evict(core: client.CoreV1Api, pod: client.V1Pod) -> int:
+    """Ask the Eviction API (what `kubectl drain` uses) to remove a pod; the HTTP status."""
+    eviction = client.V1Eviction(
+        metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace)
     )
-    wait_until(
-        lambda: (
-            client.PolicyV1Api(admin)
-            .read_namespaced_pod_disruption_budget(release.service_account, release.namespace)
-            .status.disruptions_allowed
-            == 1
-        ),
-        60,
-        "the PodDisruptionBudget to allow one disruption of two replicas",
-    )
-    assert pdb.spec.min_available == 1
+    try:
+        core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, eviction)
+    except ApiException as exc:
+        return int(exc.status)
+    return 201
 
 
-def forbidden(call: object) -> int:
+def test_drain_never_takes_both_replicas(admin: client.ApiClient, release: Release) -> None:
+    policy = client.PolicyV1Api(admin)
+
+    def disruptions_allowed() -> int:
+        pdb = policy.read_namespaced_pod_disruption_budget(
+            release.service_account, release.namespace
+        )
+        return int(pdb.status.disruptions_allowed or 0)
+
+    wait_until(lambda: disruptions_allowed() == 1, 60, "the PDB to allow one disruption")
+    core = client.CoreV1Api(admin)
+    first, second = operator_pods(admin, release)[:2]
+    assert evict(core, first) == 201
+    # Until the replacement is Ready, the other replica is the last one: eviction refused.
+    assert evict(core, second) == 429
+    wait_until(lambda: disruptions_allowed() == 1, 60, "the replacement replica to be Ready")
+
+
+def status_of(call: object) -> int:
+    """The HTTP status a client call ends with."""
     try:
         call()  # type: ignore[operator]
     except ApiException as exc:
@@ -91,11 +103,11 @@ def test_calls_outside_the_role_are_denied(
         ),
         "read its own ServiceAccount's namespace": lambda: core.read_namespace(release.namespace),
     }
-    statuses = {what: forbidden(call) for what, call in denied.items()}
+    statuses = {what: status_of(call) for what, call in denied.items()}
     assert statuses == dict.fromkeys(denied, 403)
     # What it may do answers normally (404: allowed, nothing there).
-    assert forbidden(lambda: core.read_namespaced_secret("absent", namespace)) == 404
-    assert forbidden(lambda: core.list_namespaced_pod(namespace)) == 200
+    assert status_of(lambda: core.read_namespaced_secret("absent", namespace)) == 404
+    assert status_of(lambda: core.list_namespaced_pod(namespace)) == 200
 
 
 @pytest.mark.parametrize("verb", ["get", "list", "watch", "create", "update", "patch", "delete"])
