@@ -33,6 +33,11 @@ async def start_engine_and_app(config: ServingConfig) -> tuple[Any, Any]:
     # vLLM's CLI sets this before anything else: the engine core process must be spawned, not
     # forked, from a process that already runs threads (a Ray worker does).
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    if config.accelerator == "cpu" and "OMP_NUM_THREADS" not in config.env:
+        # Ray sets OMP_NUM_THREADS to the replica's CPU count; vLLM's CPU engine then runs that
+        # many spinning OpenMP threads beside this process. Without it, vLLM binds its threads
+        # and leaves a core for the server, exactly as `vllm serve` does.
+        os.environ.pop("OMP_NUM_THREADS", None)
 
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.entrypoints.launchers.api_server.app_state import init_app_state

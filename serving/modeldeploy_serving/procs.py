@@ -38,7 +38,8 @@ class ServerProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> str:
+    def launch(self) -> None:
+        """Start the process without waiting (several servers can then start side by side)."""
         env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
             # A session of its own: a Ctrl-C at the terminal reaches the parent, which then stops
@@ -46,6 +47,11 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> str:
+        """Wait until the endpoint answers; raise with the log's tail if the process died."""
+        if self.process is None:
+            raise RuntimeError(f"{self.label} was not launched")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -60,6 +66,10 @@ class ServerProcess:
                 continue
         self.stop()
         raise TimeoutError(f"{self.label} not ready after {timeout_s:.0f} s; log: {self.log_path}")
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> str:
+        self.launch()
+        return self.wait_ready(timeout_s)
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         process, self.process = self.process, None
