@@ -93,9 +93,9 @@ def start_operator(
     """The lifecycle tests' `start_operator`, as the chart's ServiceAccount."""
     started: list[OperatorProcess] = []
 
-    def start(dashboard_url: str | None = None, serve_port: int = 8000) -> OperatorProcess:
-        template = dashboard_url or f"http://127.0.0.1:{free_port()}"
-        operator = OperatorProcess(operator_kubeconfig, template, serve_port, tmp_path)
+    def start() -> OperatorProcess:
+        closed = f"http://127.0.0.1:{free_port()}"  # no Ray here: the dashboard is unreachable
+        operator = OperatorProcess(operator_kubeconfig, closed, closed, 8000, tmp_path)
         started.append(operator)
         operator.start()
         return operator

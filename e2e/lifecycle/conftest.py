@@ -42,10 +42,16 @@ def start_operator(
     """Starts `modeldeploy operator` against the cluster; every one started is stopped after."""
     started: list[OperatorProcess] = []
 
-    def start(dashboard_url: str | None = None, serve_port: int = 8000) -> OperatorProcess:
-        # With no dashboard given, point at a closed port: the dashboard is unreachable.
-        template = dashboard_url or f"http://127.0.0.1:{free_port()}"
-        operator = OperatorProcess(cluster.kubeconfig, template, serve_port, tmp_path)
+    def start(ray: LocalRayHead | None = None) -> OperatorProcess:
+        # Without a Ray head, point at a closed port: the dashboard is unreachable.
+        closed = f"http://127.0.0.1:{free_port()}"
+        operator = OperatorProcess(
+            cluster.kubeconfig,
+            dashboard_template=ray.dashboard_url if ray else closed,
+            metrics_template=ray.metrics_url if ray else closed,
+            serve_port=ray.serve_port if ray else 8000,
+            log_dir=tmp_path,
+        )
         started.append(operator)
         operator.start()
         return operator
@@ -57,9 +63,9 @@ def start_operator(
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[LocalRayHead]:
-    from modeldeploy_operator.pods import SERVE_AUTOSCALING_ENV
+    from modeldeploy_serving.autoscaling import metric_push_env
 
-    head = LocalRayHead(dict(SERVE_AUTOSCALING_ENV))
+    head = LocalRayHead(metric_push_env())
     try:
         head.start()
         yield head

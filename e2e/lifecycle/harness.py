@@ -22,10 +22,16 @@ class OperatorProcess:
     """`modeldeploy operator` as a user runs it out of cluster, stopped (or killed) by pid."""
 
     def __init__(
-        self, kubeconfig: Path, dashboard_template: str, serve_port: int, log_dir: Path
+        self,
+        kubeconfig: Path,
+        dashboard_template: str,
+        metrics_template: str,
+        serve_port: int,
+        log_dir: Path,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.dashboard_template = dashboard_template
+        self.metrics_template = metrics_template
         self.serve_port = serve_port
         self.log = log_dir / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -40,6 +46,7 @@ class OperatorProcess:
             "operator",
             f"--kubeconfig={self.kubeconfig}",
             f"--dashboard-url-template={self.dashboard_template}",
+            f"--metrics-url-template={self.metrics_template}",
             f"--serve-http-port={self.serve_port}",
             "--resync-seconds=2",
             "--metrics-port=0",
@@ -91,6 +98,7 @@ class LocalRayHead:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.dashboard_port = free_port()
+        self.metrics_port = free_port()
         self.serve_port = free_port()
         self.temp = tempfile.mkdtemp(prefix="md-ray-", dir="/tmp")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -98,6 +106,10 @@ class LocalRayHead:
     @property
     def dashboard_url(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> None:
         ray = Path(sys.executable).parent / "ray"
@@ -111,7 +123,7 @@ class LocalRayHead:
             "--dashboard-host=127.0.0.1",
             f"--ray-client-server-port={free_port()}",
             f"--dashboard-agent-listen-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
+            f"--metrics-export-port={self.metrics_port}",
             f"--runtime-env-agent-port={free_port()}",
             "--num-cpus=2",
             "--num-gpus=1",

@@ -9,7 +9,9 @@ through its documented out-of-cluster setting `--dashboard-url-template`.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,13 +51,25 @@ def chat(base_url: str) -> str:
     return reply.choices[0].message.content or ""
 
 
+def long_completion(base_url: str) -> bool:
+    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=300)
+    reply = client.completions.create(
+        model="tiny",
+        prompt="count",
+        max_tokens=200,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
+    return reply.usage is not None and reply.usage.completion_tokens == 200
+
+
 def test_apply_serve_update_delete(
     start_operator: Callable[..., OperatorProcess],
     mds: ModelDeployments,
     local_ray: LocalRayHead,
     tiny_model: Path,
 ) -> None:
-    start_operator(dashboard_url=local_ray.dashboard_url, serve_port=local_ray.serve_port)
+    start_operator(local_ray)
     spec = {
         "model": {"source": f"file://{tiny_model}", "servedModelName": "tiny"},
         "engine": {
@@ -83,10 +97,20 @@ def test_apply_serve_update_delete(
     base_url = f"http://127.0.0.1:{local_ray.serve_port}/v1"
     assert chat(base_url)
 
-    # Only a scaling bound changes: a lightweight Serve update, the replica keeps running.
+    # Only scaling settings change: a lightweight Serve update, the replica keeps running.
     before = replica_ids(local_ray, "tiny")
     assert len(before) == 1
-    mds.patch_spec("tiny", {"scaling": {"maxReplicas": 2}})
+    mds.patch_spec(
+        "tiny",
+        {
+            "scaling": {
+                "maxReplicas": 2,
+                "targetQueueDepth": 2,
+                "scaleDownDelaySeconds": 5,
+                "maxQueuedRequests": 1000,
+            }
+        },
+    )
     wait_until(
         lambda: (
             (serve_state(local_ray, "tiny").get("deployed_app_config") or {})
@@ -99,6 +123,33 @@ def test_apply_serve_update_delete(
         "maxReplicas=2 submitted to Serve",
     )
     mds.wait_condition("tiny", "Ready", "True", "Serving", timeout=60)
+    assert replica_ids(local_ray, "tiny") == before
+
+    # A burst queues requests: the policy raises Serve's target within seconds, and the operator
+    # adds a GPU worker pod for the replica Serve cannot place yet (the local head has 1 GPU).
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=96) as pool:
+        answers = [pool.submit(long_completion, base_url) for _ in range(192)]
+        wait_until(
+            lambda: (
+                mds.get("tiny")["status"]["targetReplicas"] == 2
+                and len(mds.pods("tiny", "ray-worker")) == 2
+            ),
+            120,
+            "target 2 replicas and a second worker pod during the burst",
+        )
+        scaled_after = time.monotonic() - started
+        assert all(f.result() for f in answers)
+    assert scaled_after < 60, scaled_after
+    # Once the queue is gone and the delay has passed, back to one replica and one worker.
+    wait_until(
+        lambda: (
+            mds.get("tiny")["status"]["targetReplicas"] == 1
+            and len(mds.pods("tiny", "ray-worker")) == 1
+        ),
+        120,
+        "back to one replica and one worker after the burst",
+    )
     assert replica_ids(local_ray, "tiny") == before
 
     # An engine argument changes: the application is rolled onto a new replica.

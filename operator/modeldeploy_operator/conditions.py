@@ -177,7 +177,9 @@ def build_status(obs: Observation, previous: dict[str, Any], now: str) -> dict[s
         "replicas": serve.replicas,
         "readyReplicas": serve.ready_replicas,
         "targetReplicas": obs.target_replicas,
-        "queueDepth": previous.get("queueDepth", 0),
+        "queueDepth": serve.queue_depth
+        if serve.queue_depth is not None
+        else previous.get("queueDepth", 0),
         "workers": {
             "desired": obs.desired_workers,
             "ready": sum(1 for w in obs.workers if w.ready),

@@ -8,6 +8,7 @@ ModelDeployment's head is reached through `dashboard_url_template` instead of th
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -16,7 +17,11 @@ from typing import Any, Protocol
 from . import names
 
 DEFAULT_DASHBOARD_URL = "http://{name}-head.{namespace}.svc:" + str(names.DASHBOARD_PORT)
+DEFAULT_METRICS_URL = "http://{name}-head.{namespace}.svc:" + str(names.METRICS_PORT) + "/metrics"
 SERVE_APPLICATIONS_PATH = "/api/serve/applications/"
+QUEUE_DEPTH_METRICS = ("ray_modeldeploy_queue_depth", "modeldeploy_queue_depth")
+_SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(?P<key>[A-Za-z_][A-Za-z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
 
 
 class DashboardUnavailable(Exception):
@@ -28,18 +33,23 @@ class ServeDashboard(Protocol):
 
     def put_applications(self, config: dict[str, Any]) -> None: ...
 
+    def get_metrics(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class HttpServeDashboard:
     """The real client: JSON over HTTP with short timeouts, errors as DashboardUnavailable."""
 
     base_url: str
+    metrics_url: str
     timeout_s: float = 10.0
 
-    def _request(self, method: str, body: dict[str, Any] | None = None) -> bytes:
+    def _request(
+        self, method: str, body: dict[str, Any] | None = None, url: str | None = None
+    ) -> bytes:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            self.base_url.rstrip("/") + SERVE_APPLICATIONS_PATH,
+            url or self.base_url.rstrip("/") + SERVE_APPLICATIONS_PATH,
             data=data,
             method=method,
             headers={"Content-Type": "application/json"},
@@ -64,9 +74,35 @@ class HttpServeDashboard:
     def put_applications(self, config: dict[str, Any]) -> None:
         self._request("PUT", config)
 
+    def get_metrics(self) -> str:
+        """The head node's Prometheus text (Serve controller metrics, our policy's gauge)."""
+        return self._request("GET", url=self.metrics_url).decode(errors="replace")
+
 
 def dashboard_url(template: str, name: str, namespace: str) -> str:
     return template.format(name=name, namespace=namespace)
+
+
+def queue_depth_from_metrics(text: str, app_name: str) -> int | None:
+    """Requests waiting for app_name, from the queue-depth gauge in Prometheus text.
+
+    None when the gauge is absent (no autoscaling policy running, e.g. a fixed replica count).
+    """
+    found = False
+    total = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None or match["name"] not in QUEUE_DEPTH_METRICS:
+            continue
+        labels = {m["key"]: m["value"] for m in _LABEL.finditer(match["labels"] or "")}
+        if labels.get("application") != app_name:
+            continue
+        try:
+            total += float(match["value"])
+        except ValueError:
+            continue
+        found = True
+    return round(total) if found else None
 
 
 # Replica states in which a replica exists (is or will be an engine).
@@ -85,6 +121,8 @@ class ServeObservation:
     ready_replicas: int = 0
     target_replicas: int | None = None
     busy_node_ips: frozenset[str] = field(default_factory=frozenset)
+    queue_depth: int | None = None
+    """Requests waiting, from the autoscaling policy's gauge; None when not known."""
 
     @classmethod
     def from_instance(cls, instance: dict[str, Any], app_name: str) -> ServeObservation:
@@ -105,5 +143,10 @@ class ServeObservation:
             replicas=len(replicas),
             ready_replicas=sum(1 for r in replicas if r.get("state") == "RUNNING"),
             target_replicas=target if isinstance(target, int) else None,
-            busy_node_ips=frozenset(str(r["node_ip"]) for r in replicas if r.get("node_ip")),
+            # A stopping replica still drains requests: its node is not idle yet.
+            busy_node_ips=frozenset(
+                str(r["node_ip"])
+                for r in deployment.get("replicas") or []
+                if r.get("node_ip") and r.get("state") in _LIVE_REPLICA_STATES | {"STOPPING"}
+            ),
         )

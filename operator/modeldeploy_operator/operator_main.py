@@ -6,7 +6,12 @@ import argparse
 import logging
 import os
 
-from .dashboard import DEFAULT_DASHBOARD_URL, HttpServeDashboard, dashboard_url
+from .dashboard import (
+    DEFAULT_DASHBOARD_URL,
+    DEFAULT_METRICS_URL,
+    HttpServeDashboard,
+    dashboard_url,
+)
 
 PEERING_NAME = "modeldeploy"
 
@@ -29,6 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=(
             "URL of a ModelDeployment's Ray dashboard, with {name} and {namespace} filled in; "
             "override it to run the operator outside the cluster (env MODELDEPLOY_DASHBOARD_URL)"
+        ),
+    )
+    parser.add_argument(
+        "--metrics-url-template",
+        default=os.environ.get("MODELDEPLOY_HEAD_METRICS_URL", DEFAULT_METRICS_URL),
+        help=(
+            "URL of a head's Prometheus metrics (queue depth for the status), with {name} and "
+            "{namespace}; override it outside the cluster (env MODELDEPLOY_HEAD_METRICS_URL)"
         ),
     )
     parser.add_argument(
@@ -104,9 +117,13 @@ def run(args: argparse.Namespace) -> int:
     _load_kube_config(args.kubeconfig)
     kube = Kube(kubernetes.client.ApiClient())
     template: str = args.dashboard_url_template
+    metrics_template: str = args.metrics_url_template
 
     def dashboard_for(name: str, namespace: str) -> HttpServeDashboard:
-        return HttpServeDashboard(dashboard_url(template, name, namespace))
+        return HttpServeDashboard(
+            dashboard_url(template, name, namespace),
+            dashboard_url(metrics_template, name, namespace),
+        )
 
     reconciler = Reconciler(
         kube=kube, dashboard_for=dashboard_for, serve_http_port=args.serve_http_port

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from modeldeploy_serving.autoscaling import metric_push_env
+
 from . import names
 from .hashing import stamped
 from .owner import Owner
@@ -19,13 +21,6 @@ from .serving_config import PVC_MOUNT_ROOT
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 MODEL_CACHE_PATH = "/model-cache"
 
-# Short metric push intervals let queue-depth autoscaling react in about a second (Ray's defaults
-# push every 10 s). Replicas read them at start, from the environment of the Ray node they run on.
-SERVE_AUTOSCALING_ENV = {
-    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
-    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
-}
-
 _CONTAINER_SECURITY = {
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
@@ -34,7 +29,9 @@ _POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "f
 
 
 def _env(owner: Owner) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in SERVE_AUTOSCALING_ENV.items()]
+    # Short metric pushes let the queue-depth policy react in about a second; replicas read
+    # them at start, from the environment of the Ray node they run on.
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in metric_push_env().items()]
     env.append({"name": "HF_HOME", "value": f"{MODEL_CACHE_PATH}/huggingface"})
     ref = owner.spec.model.token_secret_ref
     if ref is not None:

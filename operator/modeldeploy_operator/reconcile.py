@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from . import metrics, names
 from .api import ModelDeployment
 from .conditions import Observation, build_status, condition_changes
-from .dashboard import DashboardUnavailable, ServeDashboard, ServeObservation
+from .dashboard import (
+    DashboardUnavailable,
+    ServeDashboard,
+    ServeObservation,
+    queue_depth_from_metrics,
+)
 from .hashing import hash_of
 from .kube import Kube
 from .owner import Owner
@@ -182,9 +187,7 @@ class Reconciler:
         self, owner: Owner, md: ModelDeployment, events: EventSink
     ) -> tuple[ServeObservation, str | None]:
         dashboard = self.dashboard_for(owner.name, owner.namespace)
-        config = build_serve_config(
-            owner.name, build_serving_config(md), md.spec.scaling, self.serve_http_port
-        )
+        config = build_serve_config(owner.name, build_serving_config(md), self.serve_http_port)
         try:
             instance = dashboard.get_applications()
             if deployed_application_hash(instance, owner.name) != desired_application_hash(config):
@@ -195,7 +198,12 @@ class Reconciler:
         except DashboardUnavailable as exc:
             metrics.SERVE_SUBMISSIONS.labels(owner.namespace, owner.name, "error").inc()
             return ServeObservation(), str(exc)
-        return ServeObservation.from_instance(instance, owner.name), None
+        observed = ServeObservation.from_instance(instance, owner.name)
+        try:
+            depth = queue_depth_from_metrics(dashboard.get_metrics(), owner.name)
+        except DashboardUnavailable:
+            depth = None  # the status keeps its last figure; Serve itself is reachable
+        return replace(observed, queue_depth=depth), None
 
     def _sync_workers(
         self, owner: Owner, desired: int, busy_ips: frozenset[str], events: EventSink

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from modeldeploy_serving.autoscaling import AutoscalingConfig
 from modeldeploy_serving.config import EngineConfig, ServingConfig
 
 from .api import ModelDeployment, ModelDeploymentSpec
@@ -69,18 +70,10 @@ def build_serving_config(md: ModelDeployment) -> ServingConfig:
     # Ray's accounting on a worker pod: the pod's whole CPUs shared by the replicas it holds.
     cpus = max(1, whole_cpus(spec.resources.cpu) // replicas_per_worker(spec))
     scaling = spec.scaling
-    replicas: dict[str, int | None]
-    if scaling.mode == "external":
-        replicas = {"num_replicas": scaling.replicas}
-    elif scaling.min_replicas == scaling.max_replicas:
-        # Nothing to decide: a fixed count, without the autoscaler's machinery.
-        replicas = {"num_replicas": scaling.min_replicas}
-    else:
-        replicas = {
-            "num_replicas": None,
-            "min_replicas": scaling.min_replicas,
-            "max_replicas": scaling.max_replicas,
-        }
+    autoscaling = None
+    if scaling.mode == "queue" and scaling.min_replicas != scaling.max_replicas:
+        autoscaling = AutoscalingConfig.from_scaling_spec(scaling)
+    fixed = scaling.replicas if scaling.mode == "external" else scaling.min_replicas
     return ServingConfig(
         app_name=name if isinstance(name, str) and name else "modeldeploy",
         model=model_location(spec.model.source),
@@ -106,7 +99,8 @@ def build_serving_config(md: ModelDeployment) -> ServingConfig:
         distributed_executor_backend="ray" if spans_pods else "mp",
         cpus_per_replica=float(cpus),
         max_queued_requests=scaling.max_queued_requests,
-        **replicas,
+        num_replicas=None if autoscaling else fixed,
+        autoscaling=autoscaling,
     )
 
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from modeldeploy_serving.autoscaling import ray_autoscaling_config
 from modeldeploy_serving.config import ServingConfig
 
 if TYPE_CHECKING:
     from ray.serve import Application
 
 DEPLOYMENT_NAME = "VLLMServer"
+BACKPRESSURE_RETRY_AFTER_S = 5
 
 
 def deployment_options(config: ServingConfig) -> dict[str, Any]:
@@ -44,6 +46,8 @@ def deployment_options(config: ServingConfig) -> dict[str, Any]:
         "name": DEPLOYMENT_NAME,
         "max_ongoing_requests": config.effective_max_ongoing_requests,
         "max_queued_requests": config.max_queued_requests,
+        # Over the queue bound: 429 with Retry-After, which clients back off on (not 503).
+        "backpressure_config": {"status_code": 429, "retry_after_s": BACKPRESSURE_RETRY_AFTER_S},
         "graceful_shutdown_timeout_s": config.graceful_shutdown_timeout_s,
         "graceful_shutdown_wait_loop_s": 1.0,
         "health_check_period_s": config.health_check_period_s,
@@ -63,15 +67,10 @@ def deployment_options(config: ServingConfig) -> dict[str, Any]:
         ]
         options["placement_group_strategy"] = "PACK"
     options["ray_actor_options"] = actor_options
-    if config.num_replicas is not None:
-        options["num_replicas"] = config.num_replicas
+    if config.autoscaling is not None:
+        options["autoscaling_config"] = ray_autoscaling_config(config.autoscaling)
     else:
-        options["autoscaling_config"] = {
-            "min_replicas": config.min_replicas,
-            "max_replicas": config.max_replicas,
-            "initial_replicas": config.min_replicas,
-            "target_ongoing_requests": config.effective_max_ongoing_requests,
-        }
+        options["num_replicas"] = config.num_replicas
     return options
 
 
@@ -93,6 +92,17 @@ class VLLMServer:
         if self._engine is None:
             raise RuntimeError("the vLLM engine has not started")
         await self._engine.check_health()
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """The engine's waiting and running request counts, for the queue-depth policy.
+
+        Read from vLLM's own Prometheus gauges in this process, every metric push (0.5 s).
+        """
+        from prometheus_client import REGISTRY, generate_latest
+
+        from modeldeploy_serving.autoscaling.engine_stats import autoscaling_stats
+
+        return autoscaling_stats(generate_latest(REGISTRY).decode())
 
     def __del__(self) -> None:
         engine, self._engine = getattr(self, "_engine", None), None

@@ -18,6 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from modeldeploy_serving.autoscaling import AutoscalingConfig
+
 # vLLM's own default for max_num_seqs when the spec leaves it unset; used only to size
 # max_ongoing_requests so Ray Serve never holds back requests the engine would batch.
 VLLM_DEFAULT_MAX_NUM_SEQS = 256
@@ -124,13 +126,11 @@ class ServingConfig(_Model):
     num_replicas: int | None = Field(
         default=1,
         ge=0,
-        description="Fixed replica count; None when min/max replicas drive autoscaling.",
+        description="Fixed replica count; None when `autoscaling` drives the count.",
     )
-    min_replicas: int | None = Field(
-        default=None, ge=0, description="Lower bound when autoscaling (num_replicas is None)."
-    )
-    max_replicas: int | None = Field(
-        default=None, ge=1, description="Upper bound when autoscaling (num_replicas is None)."
+    autoscaling: AutoscalingConfig | None = Field(
+        default=None,
+        description="Queue-depth autoscaling (bounds, target, delays); only without num_replicas.",
     )
     max_ongoing_requests: int | None = Field(
         default=None,
@@ -144,8 +144,8 @@ class ServingConfig(_Model):
         default=-1,
         ge=-1,
         description=(
-            "Requests Serve holds while every replica is at max_ongoing_requests; beyond this "
-            "it answers 503. -1: no limit."
+            "Requests Serve holds while every replica is at max_ongoing_requests (or while "
+            "none is running yet); beyond this it answers 429 with Retry-After. -1: no limit."
         ),
     )
     graceful_shutdown_timeout_s: float = Field(
@@ -176,18 +176,16 @@ class ServingConfig(_Model):
             raise ValueError(
                 f"accelerator cpu needs gpus_per_replica=0, got {self.gpus_per_replica}"
             )
-        if self.num_replicas is None:
-            if self.min_replicas is None or self.max_replicas is None:
-                raise ValueError(
-                    "without num_replicas, both min_replicas and max_replicas are needed"
-                )
-            if self.min_replicas > self.max_replicas:
-                raise ValueError(
-                    f"min_replicas={self.min_replicas} exceeds max_replicas={self.max_replicas}"
-                )
-        elif self.min_replicas is not None or self.max_replicas is not None:
-            raise ValueError("set either num_replicas or min_replicas/max_replicas, not both")
+        if (self.num_replicas is None) == (self.autoscaling is None):
+            raise ValueError("set exactly one of num_replicas and autoscaling")
         return self
+
+    @property
+    def most_replicas(self) -> int:
+        """The largest replica count this config can ask for."""
+        if self.autoscaling is not None:
+            return self.autoscaling.max_replicas
+        return self.num_replicas or 0
 
     @property
     def effective_max_ongoing_requests(self) -> int:

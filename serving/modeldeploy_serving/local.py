@@ -124,9 +124,7 @@ class LocalServer:
         # silently join any cluster that `ray start` left on this machine.
         # Ray counts the CPUs it schedules, not the ones that exist: a local Ray that owns fewer
         # than the application reserves would leave replicas pending forever.
-        needed = self.config.cpus_per_replica * (
-            self.config.num_replicas or self.config.min_replicas or 1
-        )
+        needed = self.config.cpus_per_replica * max(1, self.config.most_replicas)
         ray.init(
             address=None if joining else "local",
             num_cpus=None if joining else max(os.cpu_count() or 1, math.ceil(needed)),

@@ -86,9 +86,9 @@ def test_prefix_caching_true_and_unset() -> None:
         ({"accelerator": "gpu", "gpus_per_replica": 1, "engine": {"tensor_parallel_size": 2}},
          "must equal tensor_parallel_size"),
         ({"gpus_per_replica": 1}, "accelerator cpu needs gpus_per_replica=0"),
-        ({"num_replicas": None}, "both min_replicas and max_replicas"),
-        ({"num_replicas": None, "min_replicas": 3, "max_replicas": 2}, "exceeds max_replicas=2"),
-        ({"min_replicas": 1, "max_replicas": 2}, "not both"),
+        ({"num_replicas": None}, "exactly one of num_replicas and autoscaling"),
+        ({"autoscaling": {"min_replicas": 1, "max_replicas": 2}},
+         "exactly one of num_replicas and autoscaling"),
         ({"engine": {"enable_auto_tool_choice": True}}, "needs tool_call_parser"),
         ({"engine": {"gpu_memory_utilization": 1.5}}, "less than or equal to 1"),
         ({"unknown": 1}, "Extra inputs are not permitted"),
@@ -137,13 +137,19 @@ def test_gpu_replica_reserves_its_gpus_as_one_packed_bundle() -> None:
 
 def test_cpu_replica_reserves_cpus_only_and_autoscaling_bounds_pass_through() -> None:
     options = deployment_options(
-        cpu_config(num_replicas=None, min_replicas=1, max_replicas=3, cpus_per_replica=2)
+        cpu_config(
+            num_replicas=None,
+            autoscaling={"min_replicas": 1, "max_replicas": 3},
+            cpus_per_replica=2,
+        )
     )
     assert options["ray_actor_options"] == {"num_cpus": 2.0}
     assert "placement_group_bundles" not in options
     assert "num_replicas" not in options
     assert options["autoscaling_config"]["min_replicas"] == 1
     assert options["autoscaling_config"]["max_replicas"] == 3
+    assert options["autoscaling_config"]["upscale_delay_s"] == 0
+    assert options["backpressure_config"] == {"status_code": 429, "retry_after_s": 5}
 
 
 def test_ingress_modes() -> None:

@@ -20,6 +20,10 @@ from .ray_config import ENGINE_RUNNING_METRIC, ENGINE_WAITING_METRIC
 STATE_KEY = "modeldeploy"
 """Our key in Ray's policy_state dict, which also holds Ray's own delay counters."""
 
+QUEUE_DEPTH_METRIC = "modeldeploy_queue_depth"
+"""Gauge the policy sets on every tick; Ray exports it (prefixed `ray_`) from the head node's
+metrics port, where the operator reads it for the ModelDeployment's status."""
+
 
 def _metric_sum(aggregated: Any, name: str) -> float | None:
     if not isinstance(aggregated, Mapping):
@@ -59,14 +63,31 @@ class QueueDepthPolicy:
 
     def __init__(self, **policy_kwargs: Any) -> None:
         self.config = AutoscalingConfig.model_validate(policy_kwargs)
+        self._gauge: Any = None
+
+    def _publish(self, ctx: Any, signals: QueueSignals) -> None:
+        # Created lazily, inside the Serve controller: Ray metrics need a connected worker.
+        if self._gauge is None:
+            from ray.util.metrics import Gauge
+
+            self._gauge = Gauge(
+                QUEUE_DEPTH_METRIC,
+                description="Requests waiting in engines and Serve queues, per application.",
+                tag_keys=("application", "deployment"),
+            )
+        tags = {
+            "application": str(getattr(ctx, "app_name", None) or ""),
+            "deployment": str(getattr(ctx, "deployment_name", None) or ""),
+        }
+        self._gauge.set(signals.queue_depth, tags=tags)
 
     def __call__(self, ctx: Any) -> tuple[int, dict[str, Any]]:
         now = float(ctx.current_time) if ctx.current_time is not None else time.time()
         ray_state = dict(ctx.policy_state or {})
         state = PolicyState.from_dict(ray_state.get(STATE_KEY))
         # Ray's target (starting replicas included) is what our last decision asked for.
-        replicas, state = decide(
-            signals_from_context(ctx), int(ctx.target_num_replicas), self.config, state, now
-        )
+        signals = signals_from_context(ctx)
+        self._publish(ctx, signals)
+        replicas, state = decide(signals, int(ctx.target_num_replicas), self.config, state, now)
         ray_state[STATE_KEY] = state.to_dict()
         return replicas, ray_state

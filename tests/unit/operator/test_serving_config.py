@@ -71,11 +71,15 @@ def test_replica_resources() -> None:
 
 
 def test_scaling_mode() -> None:
-    queue = build_serving_config(make_md({"scaling": {"minReplicas": 0, "maxReplicas": 3}}))
-    assert (queue.num_replicas, queue.min_replicas, queue.max_replicas) == (None, 0, 3)
+    queue = build_serving_config(
+        make_md({"scaling": {"minReplicas": 0, "maxReplicas": 3, "scaleDownDelaySeconds": 60}})
+    )
+    assert queue.num_replicas is None and queue.autoscaling is not None
+    assert (queue.autoscaling.min_replicas, queue.autoscaling.max_replicas) == (0, 3)
+    assert queue.autoscaling.scale_down_delay_s == 60
     external = build_serving_config(
         make_md({"scaling": {"mode": "external", "replicas": 2, "maxReplicas": 2}})
     )
-    assert (external.num_replicas, external.min_replicas) == (2, None)
+    assert (external.num_replicas, external.autoscaling) == (2, None)
     fixed = build_serving_config(make_md({"scaling": {"minReplicas": 2, "maxReplicas": 2}}))
-    assert (fixed.num_replicas, fixed.min_replicas) == (2, None)
+    assert (fixed.num_replicas, fixed.autoscaling) == (2, None)
