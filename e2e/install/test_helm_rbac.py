@@ -132,8 +132,9 @@ def test_operator_cannot_touch_rbac_or_escalate(
 
 # The operator suite's lifecycle, as the chart's ServiceAccount. Reconciling without Ray:
 # children with GPU requests on GPU nodes, status and events, the scale subresource, garbage
-# collection on delete; Secret reference checks; unschedulable GPU requests.
+# collection on delete; drift repair; Secret reference checks; unschedulable GPU requests.
 test_children_status_and_garbage_collection = lifecycle.test_children_status_and_garbage_collection
+test_drift_is_repaired = lifecycle.test_drift_is_repaired
 test_invalid_reference_creates_nothing = lifecycle.test_invalid_reference_creates_nothing
 test_insufficient_gpu_carries_scheduler_message = (
     lifecycle.test_insufficient_gpu_carries_scheduler_message
