@@ -28,6 +28,7 @@ test: lint typecheck test-unit chart-lint test-serving test-e2e
 # The CRD is generated from the pydantic models; the committed copy must match (tests check).
 crd: $(STAMP)
 	$(PY) -m modeldeploy_operator.cli crd > crds/modeldeployments.modeldeploy.dev.yaml
+	$(MAKE) chart-crds
 
 # The tiny model lives outside the clone (never committed); examples/tiny-cpu.yaml points at it.
 TINY_MODEL := /tmp/modeldeploy/models/tiny-llama

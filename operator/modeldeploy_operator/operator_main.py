@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 
 from .dashboard import (
     DEFAULT_DASHBOARD_URL,
@@ -75,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip peering (only for a single operator replica)",
     )
+    parser.add_argument(
+        "--peering-priority",
+        type=int,
+        default=0,
+        help="this replica's peering priority (highest is active); default: random per start",
+    )
     parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     parser.add_argument("--verbose", action="store_true")
 
@@ -136,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         namespaces=args.namespaces,
         standalone=args.standalone,
         peering_name=None if args.standalone else PEERING_NAME,
+        # Peers of equal priority pause each other; distinct random ones elect one active peer.
+        priority=args.peering_priority or random.SystemRandom().randint(1, 2**31 - 1),
         liveness_endpoint=args.liveness or None,
     )
     return 0
