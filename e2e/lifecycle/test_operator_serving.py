@@ -122,7 +122,7 @@ def test_apply_serve_update_delete(
         60,
         "maxReplicas=2 submitted to Serve",
     )
-    mds.wait_condition("tiny", "Ready", "True", "Serving", timeout=60)
+    mds.wait_condition("tiny", "Ready", "True", "Serving", timeout=180)
     assert replica_ids(local_ray, "tiny") == before
 
     # A burst queues requests: the policy raises Serve's target within seconds, and the operator

@@ -45,7 +45,11 @@ class HttpServeDashboard:
     timeout_s: float = 10.0
 
     def _request(
-        self, method: str, body: dict[str, Any] | None = None, url: str | None = None
+        self,
+        method: str,
+        body: dict[str, Any] | None = None,
+        url: str | None = None,
+        timeout_s: float | None = None,
     ) -> bytes:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
@@ -55,7 +59,7 @@ class HttpServeDashboard:
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s) as response:
                 payload: bytes = response.read()
                 return payload
         except urllib.error.HTTPError as exc:
@@ -72,7 +76,8 @@ class HttpServeDashboard:
         return loaded
 
     def put_applications(self, config: dict[str, Any]) -> None:
-        self._request("PUT", config)
+        # The first submission also starts Serve's controller and proxies: give it longer.
+        self._request("PUT", config, timeout_s=max(self.timeout_s, 60.0))
 
     def get_metrics(self) -> str:
         """The head node's Prometheus text (Serve controller metrics, our policy's gauge)."""
