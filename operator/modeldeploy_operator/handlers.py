@@ -3,12 +3,22 @@
 Create, update, resume and a timer share one reconcile (level-based), so drift is repaired on the
 next tick rather than only when an event arrives. A per-object lock keeps a timer tick and a
 change handler from reconciling the same ModelDeployment at the same time.
+
+Timer ticks run on a small pool of their own. In kopf's shared executor, the ticks of hundreds of
+settled ModelDeployments queued in front of the create and update handlers of new ones; apart,
+a change is acted on at once, and with many objects the resync stretches out (each tick waits
+for a free resync thread) instead of starving everything else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import math
 import threading
+import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +30,11 @@ from .api import GROUP, PLURAL, VERSION
 from .reconcile import Reconciler
 
 ANNOTATION_PREFIX = "modeldeploy.dev"
+# Threads for timer ticks (resyncs), apart from the handlers' (see the module docstring).
+RESYNC_THREADS = 2
+# Threads for create/update/resume handlers. Each reconcile mostly waits on the apiserver, so
+# kopf's default (CPU count + 4) left the apiserver idle while hundreds of objects queued.
+HANDLER_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -39,10 +54,13 @@ def build_registry(reconciler: Reconciler, resync_seconds: float) -> kopf.Operat
     """A kopf registry with every handler of the operator bound to `reconciler`."""
     registry = kopf.OperatorRegistry()
     locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+    reconciled_at: dict[str, float] = {}  # uid -> when its last reconcile succeeded
+    resync_pool = ThreadPoolExecutor(RESYNC_THREADS, thread_name_prefix="resync")
     resource = (GROUP, VERSION, PLURAL)
 
     def reconcile(body: kopf.Body, patch: kopf.Patch) -> None:
-        with locks[body["metadata"]["uid"]]:
+        uid = body["metadata"]["uid"]
+        with locks[uid]:
             try:
                 status = reconciler.reconcile(dict(body), KopfEvents(body))
             except ApiException as exc:
@@ -50,7 +68,11 @@ def build_registry(reconciler: Reconciler, resync_seconds: float) -> kopf.Operat
                 raise kopf.TemporaryError(
                     f"Kubernetes API: {exc.status} {exc.reason}", delay=5
                 ) from None
-        patch.status.update(status)
+            reconciled_at[uid] = time.monotonic()
+        # An unchanged status is not written: with hundreds of ModelDeployments, the timer's
+        # no-op patches were a steady load on the apiserver for nothing.
+        if status != dict(body.get("status") or {}):
+            patch.status.update(status)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> Any:
@@ -67,6 +89,7 @@ def build_registry(reconciler: Reconciler, resync_seconds: float) -> kopf.Operat
         )
         settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
         settings.posting.level = 20  # INFO: an event for every action
+        settings.execution.max_workers = HANDLER_THREADS
 
     @kopf.on.resume(*resource, registry=registry)
     @kopf.on.create(*resource, registry=registry)
@@ -74,9 +97,20 @@ def build_registry(reconciler: Reconciler, resync_seconds: float) -> kopf.Operat
     def on_change(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         reconcile(body, patch)
 
-    @kopf.timer(*resource, interval=resync_seconds, registry=registry)
-    def on_timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        reconcile(body, patch)
+    # The first tick waits one interval: at startup the resume or create handler has just
+    # reconciled, so an immediate tick would repeat that work for every object at once.
+    @kopf.timer(*resource, interval=resync_seconds, initial_delay=resync_seconds, registry=registry)
+    async def on_timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        # A resync is due an interval after the last reconcile of any kind: a tick right after
+        # a create or update handler ran would only read back what it just wrote. (A tick
+        # comes an interval after the previous one ends, so ticks alone are never skipped.)
+        since = time.monotonic() - reconciled_at.get(body["metadata"]["uid"], -math.inf)
+        if since < 0.9 * resync_seconds:
+            return
+        # As kopf runs a sync handler, with its context (event posting needs it) copied over.
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(resync_pool, context.run, reconcile, body, patch)
 
     @kopf.on.event(*resource, registry=registry)
     def on_event(event: kopf.RawEvent, **_: Any) -> None:
@@ -84,5 +118,6 @@ def build_registry(reconciler: Reconciler, resync_seconds: float) -> kopf.Operat
             metadata = event["object"]["metadata"]
             metrics.forget(metadata["namespace"], metadata["name"])
             locks.pop(metadata["uid"], None)
+            reconciled_at.pop(metadata["uid"], None)
 
     return registry

@@ -1,17 +1,25 @@
 """The Kubernetes calls the reconciler makes, behind one small class over the official client.
 
 Objects go in and come out as plain dicts in API (camelCase) form, so the pure builders and the
-status functions never see client model classes.
+status functions never see client model classes. Requests go through the client's `ApiClient`
+(its configuration, authentication and connection pool) as plain JSON, not through `CoreV1Api`:
+importing that module costs about 80 MB of validators, and building its models from every
+response and serialising them back was most of the operator's CPU time with hundreds of
+ModelDeployments.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 Obj = dict[str, Any]
+POD = "/api/v1/namespaces/{namespace}/pods"
+SERVICE = "/api/v1/namespaces/{namespace}/services"
+SECRET = "/api/v1/namespaces/{namespace}/secrets"
 
 
 def _not_found(exc: ApiException) -> bool:
@@ -23,57 +31,78 @@ class Kube:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._api_client = api_client
-        self._core = client.CoreV1Api(api_client)
 
-    def _plain(self, obj: Any) -> Obj:
-        plain: Obj = self._api_client.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
-        return plain
+    def _call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        query: list[tuple[str, str]] | None = None,
+        body: Obj | None = None,
+    ) -> Obj:
+        """One request; the response body as a dict; ApiException on a non-2xx status."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = self._api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            path_params=params,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api_client.call_api(*request)
+        response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        decoded: Obj = json.loads(response.data or b"{}")
+        return decoded
 
-    def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
-        pods = self._core.list_namespaced_pod(namespace, label_selector=label_selector)
-        return [self._plain(p) for p in pods.items]
-
-    def get_pod(self, namespace: str, name: str) -> Obj | None:
+    def _get(self, path: str, namespace: str, name: str) -> Obj | None:
         try:
-            return self._plain(self._core.read_namespaced_pod(name, namespace))
+            return self._call("GET", path + "/{name}", {"namespace": namespace, "name": name})
         except ApiException as exc:
             if _not_found(exc):
                 return None
             raise
 
-    def create_pod(self, body: Obj) -> bool:
-        """Create; False when a pod of that name exists already (a reconcile raced us)."""
+    def _create(self, path: str, body: Obj) -> bool:
+        """Create; False when an object of that name exists already (a reconcile raced us)."""
         try:
-            self._core.create_namespaced_pod(body["metadata"]["namespace"], body)  # type: ignore[arg-type]
+            self._call("POST", path, {"namespace": body["metadata"]["namespace"]}, body=body)
         except ApiException as exc:
             if exc.status == 409:
                 return False
             raise
         return True
 
+    def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
+        pods = self._call(
+            "GET", POD, {"namespace": namespace}, query=[("labelSelector", label_selector)]
+        )
+        return list(pods.get("items") or [])
+
+    def get_pod(self, namespace: str, name: str) -> Obj | None:
+        return self._get(POD, namespace, name)
+
+    def create_pod(self, body: Obj) -> bool:
+        """Create; False when a pod of that name exists already (a reconcile raced us)."""
+        return self._create(POD, body)
+
     def delete_pod(self, namespace: str, name: str) -> None:
         try:
-            self._core.delete_namespaced_pod(name, namespace)
+            self._call("DELETE", POD + "/{name}", {"namespace": namespace, "name": name})
         except ApiException as exc:
             if not _not_found(exc):
                 raise
 
     def get_service(self, namespace: str, name: str) -> Obj | None:
-        try:
-            return self._plain(self._core.read_namespaced_service(name, namespace))
-        except ApiException as exc:
-            if _not_found(exc):
-                return None
-            raise
+        return self._get(SERVICE, namespace, name)
 
     def create_service(self, body: Obj) -> bool:
-        try:
-            self._core.create_namespaced_service(body["metadata"]["namespace"], body)  # type: ignore[arg-type]
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+        return self._create(SERVICE, body)
 
     def replace_service(self, body: Obj, live: Obj) -> None:
         """Replace, keeping what the apiserver allocated (cluster IPs, node ports)."""
@@ -82,18 +111,13 @@ class Kube:
         for allocated in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
             if allocated in live.get("spec", {}):
                 desired["spec"][allocated] = live["spec"][allocated]
-        self._core.replace_namespaced_service(
-            body["metadata"]["name"],
-            body["metadata"]["namespace"],
-            desired,  # type: ignore[arg-type]  # the client accepts plain dicts
-        )
+        metadata = body["metadata"]
+        params = {"namespace": metadata["namespace"], "name": metadata["name"]}
+        self._call("PUT", SERVICE + "/{name}", params, body=desired)
 
     def get_secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The keys of a Secret (never its values), or None when it does not exist."""
-        try:
-            secret = self._core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if _not_found(exc):
-                return None
-            raise
-        return set((secret.data or {}).keys()) | set((secret.string_data or {}).keys())
+        secret = self._get(SECRET, namespace, name)
+        if secret is None:
+            return None
+        return set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())

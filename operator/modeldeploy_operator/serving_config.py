@@ -70,10 +70,10 @@ def build_serving_config(md: ModelDeployment) -> ServingConfig:
     # Ray's accounting on a worker pod: the pod's whole CPUs shared by the replicas it holds.
     cpus = max(1, whole_cpus(spec.resources.cpu) // replicas_per_worker(spec))
     scaling = spec.scaling
-    autoscaling = None
-    if scaling.mode == "queue" and scaling.min_replicas != scaling.max_replicas:
-        autoscaling = AutoscalingConfig.from_scaling_spec(scaling)
-    fixed = scaling.replicas if scaling.mode == "external" else scaling.min_replicas
+    # Queue mode always runs the policy, even with equal bounds: moving a bound later is then a
+    # lightweight Serve update, where switching between a fixed count and the policy is not.
+    external = scaling.mode == "external"
+    autoscaling = None if external else AutoscalingConfig.from_scaling_spec(scaling)
     return ServingConfig(
         app_name=name if isinstance(name, str) and name else "modeldeploy",
         model=model_location(spec.model.source),
@@ -99,7 +99,7 @@ def build_serving_config(md: ModelDeployment) -> ServingConfig:
         distributed_executor_backend="ray" if spans_pods else "mp",
         cpus_per_replica=float(cpus),
         max_queued_requests=scaling.max_queued_requests,
-        num_replicas=None if autoscaling else fixed,
+        num_replicas=scaling.replicas if external else None,
         autoscaling=autoscaling,
     )
 

@@ -309,7 +309,13 @@ def test_ray_serve_settings() -> None:
     assert got["upscale_delay_s"] == got["downscale_delay_s"] == 0
     assert got["metrics_interval_s"] == 0.5
     assert got["policy"]["policy_function"] == POLICY_IMPORT_PATH
-    assert AutoscalingConfig.model_validate(got["policy"]["policy_kwargs"]) == config
+    kwargs = got["policy"]["policy_kwargs"]
+    # Bounds stay out of the kwargs (Ray hashes those into the code version: a change would
+    # restart replicas); the rest goes through unchanged.
+    assert not {"min_replicas", "max_replicas", "initial_replicas"} & set(kwargs)
+    assert AutoscalingConfig.model_validate(kwargs) == config.model_copy(
+        update={"min_replicas": 1, "max_replicas": 1, "initial_replicas": None}
+    )
     assert metric_push_env() == {
         "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
         "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",

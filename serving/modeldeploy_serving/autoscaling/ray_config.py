@@ -28,6 +28,12 @@ METRIC_PUSH_ENV = (
 )
 
 
+BOUNDS = frozenset({"min_replicas", "max_replicas", "initial_replicas"})
+"""Settings left out of `policy_kwargs`: Ray hashes the policy and its kwargs into the
+application's code version, so a changed kwarg restarts every replica. The bounds reach the
+policy through the context instead, and changing them stays a lightweight update."""
+
+
 def metric_push_env(interval_s: float = METRIC_PUSH_INTERVAL_S) -> dict[str, str]:
     """Environment variables that make replicas and handles report every `interval_s`."""
     return {name: f"{interval_s:g}" for name in METRIC_PUSH_ENV}
@@ -42,8 +48,9 @@ def ray_autoscaling_config(
     """The deployment's `autoscaling_config` for Ray Serve, with our policy plugged in.
 
     The policy's settings travel as `policy_kwargs` (Ray builds the policy class with them once
-    per deployment config); `look_back_period_s` only needs to span a couple of metric pushes,
-    because the policy's own windows do the smoothing.
+    per deployment config), except the bounds, which come with every call (see BOUNDS).
+    `look_back_period_s` only needs to span a couple of metric pushes, because the policy's own
+    windows do the smoothing.
     """
     return {
         "min_replicas": config.min_replicas,
@@ -56,6 +63,6 @@ def ray_autoscaling_config(
         "look_back_period_s": look_back_period_s,
         "policy": {
             "policy_function": POLICY_IMPORT_PATH,
-            "policy_kwargs": config.model_dump(mode="json"),
+            "policy_kwargs": config.model_dump(mode="json", exclude=BOUNDS),
         },
     }

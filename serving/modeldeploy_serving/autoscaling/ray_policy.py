@@ -65,6 +65,16 @@ class QueueDepthPolicy:
         self.config = AutoscalingConfig.model_validate(policy_kwargs)
         self._gauge: Any = None
 
+    def _with_bounds(self, ctx: Any) -> AutoscalingConfig:
+        """Our settings with the deployment's current bounds, which Ray passes on every call."""
+        low = getattr(ctx, "capacity_adjusted_min_replicas", None)
+        high = getattr(ctx, "capacity_adjusted_max_replicas", None)
+        if low is None or high is None:
+            return self.config
+        return self.config.model_copy(
+            update={"min_replicas": int(low), "max_replicas": max(int(high), int(low), 1)}
+        )
+
     def _publish(self, ctx: Any, signals: QueueSignals) -> None:
         # Created lazily, inside the Serve controller: Ray metrics need a connected worker.
         if self._gauge is None:
@@ -88,6 +98,8 @@ class QueueDepthPolicy:
         # Ray's target (starting replicas included) is what our last decision asked for.
         signals = signals_from_context(ctx)
         self._publish(ctx, signals)
-        replicas, state = decide(signals, int(ctx.target_num_replicas), self.config, state, now)
+        replicas, state = decide(
+            signals, int(ctx.target_num_replicas), self._with_bounds(ctx), state, now
+        )
         ray_state[STATE_KEY] = state.to_dict()
         return replicas, ray_state

@@ -81,5 +81,7 @@ def test_scaling_mode() -> None:
         make_md({"scaling": {"mode": "external", "replicas": 2, "maxReplicas": 2}})
     )
     assert (external.num_replicas, external.autoscaling) == (2, None)
+    # Equal bounds still run the policy, so that moving a bound later restarts nothing.
     fixed = build_serving_config(make_md({"scaling": {"minReplicas": 2, "maxReplicas": 2}}))
-    assert (fixed.num_replicas, fixed.autoscaling) == (2, None)
+    assert fixed.num_replicas is None and fixed.autoscaling is not None
+    assert (fixed.autoscaling.min_replicas, fixed.autoscaling.max_replicas) == (2, 2)
