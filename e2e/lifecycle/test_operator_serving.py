@@ -80,7 +80,13 @@ def test_apply_serve_update_delete(
             "extraArgs": ["--enforce-eager"],
         },
         "resources": {"gpuProduct": "NVIDIA-H100-80GB-HBM3", "cpu": "2", "memory": "8Gi"},
-        "scaling": {"minReplicas": 1, "maxReplicas": 1},
+        "scaling": {
+            "minReplicas": 1,
+            "maxReplicas": 1,
+            "targetQueueDepth": 2,
+            "scaleDownDelaySeconds": 5,
+            "maxQueuedRequests": 1000,
+        },
     }
     mds.create("tiny", spec)
 
@@ -97,20 +103,10 @@ def test_apply_serve_update_delete(
     base_url = f"http://127.0.0.1:{local_ray.serve_port}/v1"
     assert chat(base_url)
 
-    # Only scaling settings change: a lightweight Serve update, the replica keeps running.
+    # Only a scaling bound changes: a lightweight Serve update, the replica keeps running.
     before = replica_ids(local_ray, "tiny")
     assert len(before) == 1
-    mds.patch_spec(
-        "tiny",
-        {
-            "scaling": {
-                "maxReplicas": 2,
-                "targetQueueDepth": 2,
-                "scaleDownDelaySeconds": 5,
-                "maxQueuedRequests": 1000,
-            }
-        },
-    )
+    mds.patch_spec("tiny", {"scaling": {"maxReplicas": 2}})
     wait_until(
         lambda: (
             (serve_state(local_ray, "tiny").get("deployed_app_config") or {})
