@@ -61,3 +61,10 @@ include charts/install.mk
 .PHONY: bench-autoscale
 bench-autoscale: $(STAMP)
 	$(PY) -m bench.autoscale
+
+# The operator on the real local control plane: apply -> children latency over 50
+# ModelDeployments, 500 reconciled from scratch, operator peak RSS. Writes
+# bench/results/control_plane.json and control_plane.md (--quick: a smoke run, temp folder).
+.PHONY: bench-control-plane
+bench-control-plane: cluster-binaries $(STAMP)
+	$(PY) -m bench.control_plane
