@@ -63,6 +63,6 @@ def ray_autoscaling_config(
         "look_back_period_s": look_back_period_s,
         "policy": {
             "policy_function": POLICY_IMPORT_PATH,
-            "policy_kwargs": config.model_dump(mode="json", exclude=BOUNDS),
+            "policy_kwargs": config.model_dump(mode="json", exclude=set(BOUNDS)),
         },
     }
