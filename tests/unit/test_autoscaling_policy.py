@@ -220,6 +220,17 @@ def test_idle_goes_to_zero_only_after_the_idle_time_and_a_request_brings_one_bac
     assert changes(trace, 1) == [(150.0, 0), (200.0, 1)]
 
 
+def test_a_starting_replica_is_not_scaled_to_zero() -> None:
+    config = CFG.model_copy(update={"min_replicas": 0})
+
+    def cold_start(t: float, n: int) -> QueueSignals:
+        # No requests, and the one replica asked for takes until t=300 to start.
+        return QueueSignals(ready_replicas=0 if t < 300 else n)
+
+    # Idle from t=0, but zero only once the replica is up: at t=300, not at t=120.
+    assert changes(replay(cold_start, 1, 400, config), 1) == [(300.0, 0)]
+
+
 def test_zero_stays_zero_without_requests() -> None:
     config = CFG.model_copy(update={"min_replicas": 0})
     assert changes(replay(lambda t, n: QueueSignals(), 0, 100, config), 0) == []

@@ -180,8 +180,11 @@ def decide(
     ):
         return _maybe_scale_up(signals, n, ready, config, state, now)
 
+    # Never to zero while a replica is still starting: its cold start would be thrown away,
+    # and the request it was started for may be about to arrive again (a client retrying).
     if (
         low_bound == 0
+        and ready >= n
         and idle_since is not None
         and now - idle_since + _EPS_S >= config.scale_to_zero_after_s
     ):
