@@ -24,7 +24,9 @@ from typing import Literal, get_args
 IngressMode = Literal["proxy", "direct", "haproxy", "haproxy-mainloop", "haproxy-throughput"]
 INGRESS_MODES: tuple[str, ...] = get_args(IngressMode)
 
-DEFAULT_INGRESS: IngressMode = "haproxy"
+# Measured best on bench/overhead (bench/results/overhead.md): closest to bare vLLM in latency at
+# concurrency 1 and in throughput overall.
+DEFAULT_INGRESS: IngressMode = "haproxy-throughput"
 
 
 def ingress_env(mode: IngressMode) -> dict[str, str]:
