@@ -45,7 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         max_queued_requests=MAX_QUEUED,
         engine=EngineConfig(
             dtype="float32", max_model_len=256, max_num_seqs=4,
-            gpu_memory_utilization=0.05, enforce_eager=True,
+            gpu_memory_utilization=0.1, enforce_eager=True,
         ),
     )  # fmt: skip
     with modeldeploy_server(config, tmp_path_factory.mktemp("zero"), DEFAULT_INGRESS) as proc:
