@@ -39,14 +39,12 @@ class Observation:
     endpoint: str
     selector: str
     invalid_spec: str | None = None
-    head_exists: bool = False
     head_ready: bool = False
     unschedulable: str | None = None
     """The scheduler's message for a pod of this deployment that cannot be placed."""
     workers: Sequence[WorkerPod] = ()
     desired_workers: int = 0
     target_replicas: int = 0
-    min_replicas: int = 1
     dashboard_error: str | None = None
     serve: ServeObservation = field(default_factory=ServeObservation)
 

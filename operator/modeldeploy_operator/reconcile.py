@@ -124,13 +124,11 @@ class Reconciler:
             generation=generation,
             selector=selector,
             endpoint=names.endpoint_url(name, namespace, md.spec.endpoint.port),
-            head_exists=head is not None,
             head_ready=head_ready,
             unschedulable=unschedulable,
             workers=[worker_from_pod(p) for p in workers],
             desired_workers=desired,
             target_replicas=target,
-            min_replicas=md.spec.scaling.min_replicas,
             dashboard_error=dashboard_error,
             serve=serve,
         )

@@ -28,7 +28,6 @@ def obs(**changes: Any) -> Observation:
         "generation": 3,
         "endpoint": "http://llm.team.svc:8000/v1",
         "selector": "modeldeploy.dev/name=llm",
-        "head_exists": True,
         "head_ready": True,
         "workers": [worker(0, True)],
         "desired_workers": 1,
