@@ -7,7 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
+from .api import ModelDeployment
 from .crd import render_crd
+from .model_cli import add_model_commands, fit_line
 from .validation import validate_text
 
 
@@ -37,6 +41,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             failed = failed or bool(problems)
             if not problems:
                 print(f"{where}: valid")
+                document = list(yaml.safe_load_all(text))[index]
+                fit = fit_line(ModelDeployment.model_validate(document), args.model_config)
+                if fit is not None:
+                    print(f"{where}: {fit}")
+                    failed = failed or fit.startswith("FitCheck Failed")
     return 1 if failed else 0
 
 
@@ -66,7 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="YAML files, each with one or more documents",
     )
+    validate.add_argument(
+        "--model-config",
+        type=Path,
+        metavar="CONFIG_JSON",
+        help=(
+            "the model's config.json, for the GPU fit check (default: config.json in a file:// "
+            "source's folder)"
+        ),
+    )
     validate.set_defaults(func=_cmd_validate)
+    add_model_commands(commands)
 
     from .operator_main import add_arguments
 

@@ -3,7 +3,9 @@
 The reasons name a cause a user can act on: InvalidSpec (fix the spec), InsufficientGPU (add
 nodes or lower the request, with the scheduler's own message), ModelLoadFailed and
 EngineOutOfMemory (from the engine's failure), ServeDeployFailed (Serve's message),
-WaitingForHead and DashboardUnreachable (the Ray head).
+WaitingForHead and DashboardUnreachable (the Ray head), FitCheckFailed (the model does not fit
+its GPUs: nothing is created) and ModelVerificationFailed (a replica refused weights whose digests
+differ). FitCheck and ModelVerified are conditions of their own (model_checks.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .dashboard import ServeObservation
+from .model_checks import Check, Pinned, extra_checks, model_status, model_verified, serve_refusal
 from .workers import WorkerPod
 
 _OOM = re.compile(
@@ -47,6 +50,12 @@ class Observation:
     target_replicas: int = 0
     dashboard_error: str | None = None
     serve: ServeObservation = field(default_factory=ServeObservation)
+    fit: Check | None = None
+    """The preflight fit check; None when the spec was not valid enough to run it."""
+    fit_blocks: bool = False
+    """The fit check failed and the spec enforces it: nothing was created or submitted."""
+    pinned: Pinned | None = None
+    """The revision and digests the spec pins, if any."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class Verdict:
 
 def failure_reason(message: str) -> str:
     """Name the cause of a Serve deployment failure from the engine's own words."""
+    if serve_refusal(ServeObservation(deployment_message=message)):
+        return "ModelVerificationFailed"
     if _OOM.search(message):
         return "EngineOutOfMemory"
     if _LOAD.search(message):
@@ -76,6 +87,9 @@ def _verdicts(obs: Observation) -> tuple[Verdict, Verdict, Verdict]:
     if obs.invalid_spec is not None:
         bad = Verdict("False", "InvalidSpec", obs.invalid_spec)
         return bad, ok, Verdict("True", "InvalidSpec", obs.invalid_spec)
+    if obs.fit_blocks and obs.fit is not None:
+        blocked = Verdict("False", "FitCheckFailed", obs.fit.message)
+        return blocked, blocked, Verdict("True", "FitCheckFailed", obs.fit.message)
 
     serve = obs.serve
     serving = serve.app_status == "RUNNING" and (
@@ -130,7 +144,7 @@ def _verdicts(obs: Observation) -> tuple[Verdict, Verdict, Verdict]:
 
 
 def _phase(ready: Verdict, degraded: Verdict, progressing: Verdict) -> str:
-    if ready.reason == "InvalidSpec":
+    if ready.reason in {"InvalidSpec", "FitCheckFailed"}:
         return "Failed"
     if ready.status == "True":
         return "Degraded" if degraded.status == "True" else "Ready"
@@ -145,7 +159,11 @@ def build_conditions(
     """Conditions for obs; lastTransitionTime moves only when a condition's status changes."""
     before = {c.get("type"): c for c in previous}
     conditions = []
-    for kind, verdict in zip(("Ready", "Progressing", "Degraded"), _verdicts(obs), strict=True):
+    checks: list[tuple[str, Verdict | Check]] = list(
+        zip(("Ready", "Progressing", "Degraded"), _verdicts(obs), strict=True)
+    )
+    checks += extra_checks(obs.fit, obs.pinned, obs.serve)
+    for kind, verdict in checks:
         old = before.get(kind) or {}
         changed = old.get("status") != verdict.status or "lastTransitionTime" not in old
         conditions.append(
@@ -165,10 +183,13 @@ def build_status(obs: Observation, previous: dict[str, Any], now: str) -> dict[s
     """The complete status subresource for obs."""
     conditions = build_conditions(obs, previous.get("conditions") or [], now)
     ready, progressing, degraded = (
-        Verdict(c["status"], c["reason"], c["message"]) for c in conditions
+        Verdict(c["status"], c["reason"], c["message"]) for c in conditions[:3]
     )
     serve = obs.serve
+    pinned = obs.pinned
+    model = model_status(pinned, model_verified(pinned, serve)) if pinned is not None else {}
     return {
+        **({"model": model} if model else {}),
         "phase": _phase(ready, degraded, progressing),
         "conditions": conditions,
         "observedGeneration": obs.generation,

@@ -48,6 +48,21 @@ def _pvc_claim(source: str) -> str | None:
     return source.removeprefix("pvc://").split("/", 1)[0]
 
 
+def model_cache_volume(owner: Owner) -> dict[str, Any]:
+    """The volume at MODEL_CACHE_PATH, where replicas download hub models (HF_HOME) under a
+    lock: the spec's PersistentVolumeClaim or node directory, shared by the replicas using it,
+    else an emptyDir of the pod's own."""
+    cache = owner.spec.model.cache
+    volume: dict[str, Any] = {"name": "model-cache"}
+    if cache is not None and cache.persistent_volume_claim is not None:
+        volume["persistentVolumeClaim"] = {"claimName": cache.persistent_volume_claim}
+    elif cache is not None and cache.host_path is not None:
+        volume["hostPath"] = {"path": cache.host_path, "type": "DirectoryOrCreate"}
+    else:
+        volume["emptyDir"] = {}
+    return volume
+
+
 def _metadata(owner: Owner, pod_name: str, component: str, proxy: bool) -> dict[str, Any]:
     labels = names.labels(owner.name, component)
     if proxy:
@@ -190,7 +205,7 @@ def build_worker_pod(owner: Owner, index: int) -> dict[str, Any]:
     }
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
-        {"name": "model-cache", "emptyDir": {}},
+        model_cache_volume(owner),
     ]
     claim = _pvc_claim(spec.model.source)
     if claim:

@@ -7,12 +7,13 @@ the same engine locally as on the cluster.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
 from modeldeploy_serving.autoscaling import AutoscalingConfig
-from modeldeploy_serving.config import EngineConfig, ServingConfig
+from modeldeploy_serving.config import EngineConfig, ServingConfig, Verification
 
 from .api import ModelDeployment, ModelDeploymentSpec
 from .quantities import whole_cpus
@@ -57,8 +58,25 @@ def replicas_per_worker(spec: ModelDeploymentSpec) -> int:
     return max(1, spec.gpus_per_worker() // spec.gpus_per_replica())
 
 
-def build_serving_config(md: ModelDeployment) -> ServingConfig:
-    """The ServingConfig for a ModelDeployment (pure)."""
+def verification(
+    md: ModelDeployment, manifest: Mapping[str, str] | None = None
+) -> Verification | None:
+    """What every replica checks before loading: the spec's digests, or the manifest read from
+    the ConfigMap that `spec.model.digests.configMapRef` names (pure; the caller reads it)."""
+    digests = md.spec.model.digests
+    if digests is None:
+        return None
+    files = dict(digests.files) if digests.files else dict(manifest or {})
+    if not files:
+        raise ValueError("spec.model.digests.configMapRef: the manifest was not read")
+    return Verification(revision=md.spec.model.revision, digests=files)
+
+
+def build_serving_config(
+    md: ModelDeployment, manifest: Mapping[str, str] | None = None
+) -> ServingConfig:
+    """The ServingConfig for a ModelDeployment (pure). `manifest`: the digests read from the
+    ConfigMap of `spec.model.digests.configMapRef`, when it names one."""
     spec = md.spec
     engine = spec.engine
     cpu = spec.resources.accelerator == "cpu"
@@ -77,8 +95,11 @@ def build_serving_config(md: ModelDeployment) -> ServingConfig:
     return ServingConfig(
         app_name=name if isinstance(name, str) and name else "modeldeploy",
         model=model_location(spec.model.source),
-        revision=spec.model.revision,
+        # vLLM downloads a hub model at this commit; for the other sources the revision only
+        # labels the files (it travels with the digests).
+        revision=spec.model.revision if spec.model.source.startswith("hf://") else None,
         served_model_name=spec.model.effective_served_model_name(),
+        verify=verification(md, manifest),
         engine=EngineConfig(
             tensor_parallel_size=engine.tensor_parallel_size,
             pipeline_parallel_size=engine.pipeline_parallel_size,
@@ -105,8 +126,18 @@ def build_serving_config(md: ModelDeployment) -> ServingConfig:
 
 
 def load_serving_config(path: Path) -> ServingConfig:
-    """The ServingConfig of the one ModelDeployment in a YAML file (ValueError if invalid)."""
+    """The ServingConfig of the one ModelDeployment in a YAML file (ValueError if invalid).
+
+    Outside the cluster there are no ConfigMaps: digests must be given inline (digests.files).
+    """
     documents = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
     if len(documents) != 1:
         raise ValueError(f"{path}: expected one ModelDeployment document, found {len(documents)}")
-    return build_serving_config(parse_model_deployment(documents[0]))
+    md = parse_model_deployment(documents[0])
+    digests = md.spec.model.digests
+    if digests is not None and digests.config_map_ref is not None:
+        raise ValueError(
+            "spec.model.digests.configMapRef: a local run reads no ConfigMaps; expected the "
+            "digests inline in spec.model.digests.files (`modeldeploy digest DIR` prints them)"
+        )
+    return build_serving_config(md)

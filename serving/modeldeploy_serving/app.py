@@ -9,7 +9,9 @@ app: through its proxy, or (see `ingress.py`) straight to the replica's own HTTP
 Why the pieces are where they are:
 - The engine and app are built in `__serve_build_asgi_app__`, which Serve awaits inside the
   replica after construction: the engine must live in the replica process, and building it needs
-  a running event loop.
+  a running event loop. Before that, `model_files.prepare_model` downloads a hub model once per
+  model cache and checks the audited SHA-256 digests: a mismatch fails the replica's start, and
+  Serve reports the refusal (file and both digests) in the deployment's message.
 - `check_health` asks the engine; a dead engine core makes Serve replace the replica.
 - Serve drains a stopping replica (no new requests, in-flight ones finish within
   graceful_shutdown_timeout_s) before `__del__` shuts the engine down.
@@ -82,9 +84,15 @@ class VLLMServer:
         self._engine: Any = None
 
     async def __serve_build_asgi_app__(self) -> Any:
-        from modeldeploy_serving.engine import start_engine_and_app
+        import asyncio
 
-        self._engine, app = await start_engine_and_app(self._config)
+        from modeldeploy_serving.engine import start_engine_and_app
+        from modeldeploy_serving.model_files import prepare_model
+
+        # Download (once per cache) and verify before the engine reads a byte: a file that
+        # differs from its audited digest raises here, and this replica never starts.
+        config = await asyncio.to_thread(prepare_model, self._config)
+        self._engine, app = await start_engine_and_app(config)
         return app
 
     async def check_health(self) -> None:

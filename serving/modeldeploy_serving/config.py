@@ -89,6 +89,21 @@ class EngineConfig(_Model):
         return self
 
 
+class Verification(_Model):
+    """The audited bytes of the model: every replica checks them before its engine loads."""
+
+    revision: str | None = Field(
+        default=None, description="The commit the digests were taken from (logged, reported)."
+    )
+    digests: dict[str, str] = Field(
+        min_length=1,
+        description=(
+            "Relative file path -> SHA-256 (64 lowercase hex digits). Each listed file must "
+            "match, and each weight file in the folder must be listed."
+        ),
+    )
+
+
 class ServingConfig(_Model):
     """Everything a Serve application needs to run one model on a set of identical replicas."""
 
@@ -104,6 +119,10 @@ class ServingConfig(_Model):
     )
     served_model_name: str = Field(
         min_length=1, description="The name clients pass as `model` in OpenAI requests."
+    )
+    verify: Verification | None = Field(
+        default=None,
+        description="Digests every replica checks before loading; None: no check.",
     )
     engine: EngineConfig = Field(default_factory=EngineConfig, description="vLLM engine settings.")
     accelerator: Accelerator = Field(
@@ -175,6 +194,10 @@ class ServingConfig(_Model):
         elif self.gpus_per_replica != 0:
             raise ValueError(
                 f"accelerator cpu needs gpus_per_replica=0, got {self.gpus_per_replica}"
+            )
+        if self.verify is not None and "://" in self.model:
+            raise ValueError(
+                f"verify needs the model as files; {self.model!r} is streamed to the engine"
             )
         if (self.num_replicas is None) == (self.autoscaling is None):
             raise ValueError("set exactly one of num_replicas and autoscaling")

@@ -72,3 +72,56 @@ def test_crd_command_prints_committed_crd() -> None:
     assert result.returncode == 0
     committed = (ROOT / "crds" / "modeldeployments.modeldeploy.dev.yaml").read_text()
     assert result.stdout == committed
+
+
+def test_validate_shows_the_fit_check_numbers() -> None:
+    config = ROOT / "tests" / "data" / "models" / "gpt-oss-120b" / "config.json"
+    example = str(ROOT / "examples" / "gpt-oss-120b.yaml")
+    result = _modeldeploy("validate", "-f", example, "--model-config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "FitCheck Passed: fits: weights 60.7 GiB (116.8B parameters, mxfp4)" in result.stdout
+    assert "of 75.7 GiB per GPU" in result.stdout
+
+
+def test_validate_fails_when_the_model_does_not_fit(tmp_path: Path) -> None:
+    config = ROOT / "tests" / "data" / "models" / "qwen2.5-7b-instruct" / "config.json"
+    spec = tmp_path / "qwen.yaml"
+    spec.write_text(
+        "apiVersion: modeldeploy.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: qwen}\n"
+        "spec:\n  model: {source: hf://Qwen/Qwen2.5-7B-Instruct}\n"
+        "  engine: {tensorParallelSize: 8}\n"
+        "  resources: {gpuProduct: NVIDIA-H100-80GB-HBM3}\n"
+    )
+    result = _modeldeploy("validate", "-f", str(spec), "--model-config", str(config))
+    assert result.returncode == 1
+    assert (
+        "FitCheck Failed: tensorParallelSize 8 does not divide the model's 28 attention heads"
+        in result.stdout
+    )
+
+
+def test_digest_writes_the_manifest_replicas_check(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    folder = tmp_path / "0123456789abcdef0123456789abcdef01234567"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "config.json").write_text("{}")
+    out = tmp_path / "manifest.json"
+    result = _modeldeploy("digest", str(folder), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "2 files" in result.stderr and "GB/s" in result.stderr
+    manifest = json.loads(out.read_text())
+    assert manifest == {
+        "algorithm": "sha256",
+        # A Hub cache snapshot folder is named by its commit: that is the revision.
+        "revision": folder.name,
+        "files": {
+            "config.json": hashlib.sha256(b"{}").hexdigest(),
+            "model.safetensors": hashlib.sha256(b"weights").hexdigest(),
+        },
+    }
+    as_yaml = _modeldeploy("digest", str(folder), "--format", "yaml")
+    assert "  model:\n    revision: 0123456789abcdef" in as_yaml.stdout
+    assert "model.safetensors: " + hashlib.sha256(b"weights").hexdigest() in as_yaml.stdout

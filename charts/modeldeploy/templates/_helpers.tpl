@@ -74,6 +74,11 @@ modeldeploy
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# spec.model.digests.configMapRef (the digest manifest replicas verify) and
+# spec.preflight.configMapRef (the model's config.json for the fit check) are read.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
 # kopf posts the operator's Kubernetes events (Created, InsufficientGPU, ...).
 - apiGroups: [""]
   resources: ["events"]

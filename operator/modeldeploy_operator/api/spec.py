@@ -41,6 +41,10 @@ MODEL_SOURCE_PATTERN = (
     r"|file:///.+)$"
 )
 COMMIT_PATTERN = r"^[0-9a-f]{40}$"
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+# Sources whose weights vLLM streams straight to the GPU, never as files on disk.
+_STREAMED_SCHEMES = ("s3://", "gs://")
+
 
 # Flags that modeldeploy sets itself, or that have a typed field: repeating them in extraArgs
 # would silently fight the typed value, so the spec rejects them.
@@ -98,6 +102,93 @@ class SecretKeyRef(ApiModel):
     )
 
 
+class ConfigMapKeyRef(ApiModel):
+    """A key of a ConfigMap in the ModelDeployment's namespace."""
+
+    name: str = Field(
+        min_length=1, max_length=253, description="Name of the ConfigMap, in the same namespace."
+    )
+    key: str = Field(min_length=1, max_length=253, description="Key within the ConfigMap.")
+
+
+def _relative_path(name: str) -> bool:
+    return not name.startswith("/") and ".." not in name
+
+
+class ModelDigests(ApiModel):
+    """The audited SHA-256 digests of a model's files: inline, or a manifest in a ConfigMap."""
+
+    files: dict[str, Sha256] = Field(
+        default_factory=dict,
+        max_length=4096,
+        description=(
+            "File path relative to the model folder -> SHA-256 (64 lowercase hex digits). "
+            "`modeldeploy digest DIR` prints them for a local folder."
+        ),
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description=(
+            "A ConfigMap key holding a digest manifest, as `modeldeploy digest DIR` writes it "
+            "(JSON) or as sha256sum prints it."
+        ),
+    )
+
+    rules = (
+        Rule(
+            id="digests-files-or-configmap",
+            field="files",
+            cel="(has(self.files) && size(self.files) > 0) != has(self.configMapRef)",
+            message="digests must give exactly one of files and configMapRef",
+            holds=lambda d: bool(d.files) != (d.config_map_ref is not None),
+        ),
+        Rule(
+            id="digests-relative-paths",
+            field="files",
+            cel="!has(self.files) || self.files.all(f, !f.startsWith('/') && !f.contains('..'))",
+            message=(
+                "digests.files keys must be relative paths inside the model folder (no leading "
+                "'/', no '..')"
+            ),
+            holds=lambda d: all(_relative_path(name) for name in d.files),
+        ),
+    )
+
+
+class ModelCacheSpec(ApiModel):
+    """Where the worker pods keep downloaded weights: a PersistentVolumeClaim or a node path."""
+
+    persistent_volume_claim: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description=(
+            "Name of a PersistentVolumeClaim in the namespace (ReadWriteMany to share it across "
+            "nodes)."
+        ),
+    )
+    host_path: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=1024,
+        pattern=r"^/.+",
+        description=(
+            "Absolute path of a directory on the node, writable by uid 1000 (created if "
+            "missing), shared by every replica on that node."
+        ),
+    )
+
+    rules = (
+        Rule(
+            id="cache-one-volume",
+            field="persistentVolumeClaim",
+            cel="has(self.persistentVolumeClaim) != has(self.hostPath)",
+            message="cache must give exactly one of persistentVolumeClaim and hostPath",
+            holds=lambda c: (c.persistent_volume_claim is None) != (c.host_path is None),
+        ),
+    )
+
+
 class ModelSpec(ApiModel):
     """Which weights to serve and under which name."""
 
@@ -113,8 +204,10 @@ class ModelSpec(ApiModel):
         default=None,
         max_length=40,
         description=(
-            "Pinned commit (40 hex characters) of an hf:// model, so every replica runs the "
-            "same bytes."
+            "Pinned commit (40 lowercase hex characters) the weights are taken from. For hf:// "
+            "sources it is the commit every replica downloads; for the other sources it records "
+            "which commit the files are (shown in status). Allowed on any source, and required "
+            "when digests are given: digests pin the files of one commit."
         ),
     )
     served_model_name: str | None = Field(
@@ -130,6 +223,21 @@ class ModelSpec(ApiModel):
     token_secret_ref: SecretKeyRef | None = Field(
         default=None,
         description="Secret key holding the access token for the source (e.g. a Hub token).",
+    )
+    digests: ModelDigests | None = Field(
+        default=None,
+        description=(
+            "SHA-256 of the model's files, checked by every replica before its engine loads "
+            "them: a replica whose files differ refuses to start (condition ModelVerified=False "
+            "names the file and both digests). Needs revision."
+        ),
+    )
+    cache: ModelCacheSpec | None = Field(
+        default=None,
+        description=(
+            "Volume the worker pods keep downloaded weights in, shared by the replicas on a "
+            "node: a model is downloaded once, under a lock. Default: an emptyDir per pod."
+        ),
     )
 
     rules = (
@@ -151,11 +259,27 @@ class ModelSpec(ApiModel):
             holds=lambda m: m.revision is None or fullmatch(COMMIT_PATTERN, m.revision),
         ),
         Rule(
-            id="model-revision-hf-only",
+            id="model-digests-need-revision",
             field="revision",
-            cel="!has(self.revision) || self.source.startsWith('hf://')",
-            message="revision applies only to hf:// sources",
-            holds=lambda m: m.revision is None or m.source.startswith("hf://"),
+            cel="!has(self.digests) || has(self.revision)",
+            message=(
+                "revision is required when digests are given: the digests pin the files of one "
+                "commit"
+            ),
+            holds=lambda m: m.digests is None or m.revision is not None,
+        ),
+        Rule(
+            id="model-digests-local-files",
+            field="digests",
+            cel=(
+                "!has(self.digests) || "
+                "!(self.source.startsWith('s3://') || self.source.startsWith('gs://'))"
+            ),
+            message=(
+                "digests need the weights as files: s3:// and gs:// sources are streamed to the "
+                "GPU; use hf://, pvc:// or file:// sources"
+            ),
+            holds=lambda m: m.digests is None or not m.source.startswith(_STREAMED_SCHEMES),
         ),
     )
 
@@ -329,6 +453,13 @@ class ResourcesSpec(ApiModel):
             "NVIDIA-H100-80GB-HBM3."
         ),
     )
+    gpu_memory: Quantity | None = Field(
+        default=None,
+        description=(
+            "Memory of one GPU, for the fit check (e.g. 48Gi). Default: from the built-in table "
+            "of common GPUs, by gpuProduct."
+        ),
+    )
     cpu: Quantity = Field(default="8", description="CPU requested by each worker pod.")
     memory: Quantity = Field(default="64Gi", description="Memory requested by each worker pod.")
     node_selector: dict[str, str] = Field(
@@ -353,6 +484,7 @@ class ResourcesSpec(ApiModel):
             ("gpus_per_replica", "gpusPerReplica"),
             ("gpus_per_worker", "gpusPerWorker"),
             ("gpu_product", "gpuProduct"),
+            ("gpu_memory", "gpuMemory"),
         )
     )
 
@@ -439,6 +571,25 @@ class EndpointSpec(ApiModel):
     )
 
 
+class PreflightSpec(ApiModel):
+    """The fit check made before any worker pod is created: does one replica fit its GPUs?"""
+
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description=(
+            "A ConfigMap key holding the model's config.json. Default: config.json in a file:// "
+            "source's folder when the operator can read it; otherwise the check is skipped."
+        ),
+    )
+    enforce: bool = Field(
+        default=True,
+        description=(
+            "When the fit check fails, create no worker pods and submit nothing (false: report "
+            "the failure as condition FitCheck and go on)."
+        ),
+    )
+
+
 class HeadResources(ApiModel):
     """Requests of the Ray head pod (no GPU: it runs the GCS, dashboard and Serve controller)."""
 
@@ -467,6 +618,9 @@ class ModelDeploymentSpec(ApiModel):
     scaling: ScalingSpec = _section(ScalingSpec, "Replica counts and queue-depth autoscaling.")
     endpoint: EndpointSpec = _section(EndpointSpec, "The in-cluster OpenAI-compatible endpoint.")
     ray: RaySpec = _section(RaySpec, "The Ray cluster hosting the replicas.")
+    preflight: PreflightSpec = _section(
+        PreflightSpec, "The GPU fit check made before any worker pod is created."
+    )
 
     rules = (
         Rule(

@@ -40,6 +40,19 @@ class WorkerCounts(ApiModel):
     pending: int = Field(default=0, ge=0, description="Worker pods not yet scheduled or started.")
 
 
+class ModelStatus(ApiModel):
+    """Which bytes run: the pinned revision and the digests the replicas verified."""
+
+    revision: str | None = Field(default=None, description="The revision spec.model pins.")
+    verified_digests: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "File -> SHA-256 that serving replicas verified before their engines loaded the "
+            "files; empty until one has."
+        ),
+    )
+
+
 class ModelDeploymentStatus(ApiModel):
     """What the operator observed; written only by the operator."""
 
@@ -59,6 +72,9 @@ class ModelDeploymentStatus(ApiModel):
     target_replicas: int = Field(default=0, ge=0, description="Replicas the autoscaler wants.")
     queue_depth: int = Field(
         default=0, ge=0, description="Requests waiting, summed over replicas and proxies."
+    )
+    model: ModelStatus | None = Field(
+        default=None, description="The pinned revision and the verified digests of the weights."
     )
     workers: WorkerCounts = Field(
         default_factory=WorkerCounts, description="GPU worker pod counts."

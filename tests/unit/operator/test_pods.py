@@ -177,3 +177,31 @@ def test_worker_hash_ignores_index_and_tracks_spec(owner: Owner) -> None:
 def test_builders_are_deterministic(owner: Owner) -> None:
     assert build_head_pod(owner) == build_head_pod(owner)
     assert build_worker_pod(owner, 1) == build_worker_pod(owner, 1)
+
+
+def _cache_volume(pod: dict[str, Any]) -> dict[str, Any]:
+    [volume] = [v for v in pod["spec"]["volumes"] if v["name"] == "model-cache"]
+    mount = next(
+        m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "model-cache"
+    )
+    assert mount["mountPath"] == "/model-cache"
+    return dict(volume)
+
+
+def test_model_cache_volume_from_the_spec() -> None:
+    default = _cache_volume(build_worker_pod(make_owner(), 0))
+    assert default == {"name": "model-cache", "emptyDir": {}}
+    claim = make_owner({"model": {"cache": {"persistentVolumeClaim": "models"}}})
+    assert _cache_volume(build_worker_pod(claim, 0)) == {
+        "name": "model-cache",
+        "persistentVolumeClaim": {"claimName": "models"},
+    }
+    node = make_owner({"model": {"cache": {"hostPath": "/var/lib/modeldeploy/models"}}})
+    assert _cache_volume(build_worker_pod(node, 0)) == {
+        "name": "model-cache",
+        "hostPath": {"path": "/var/lib/modeldeploy/models", "type": "DirectoryOrCreate"},
+    }
+    env = {
+        e["name"]: e.get("value") for e in build_worker_pod(node, 0)["spec"]["containers"][0]["env"]
+    }
+    assert env["HF_HOME"] == "/model-cache/huggingface"

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from modeldeploy_operator.serving_config import build_serving_config, model_location
+from modeldeploy_operator.serving_config import (
+    build_serving_config,
+    load_serving_config,
+    model_location,
+)
 from tests.operator_factories import make_md
 
 
@@ -85,3 +91,56 @@ def test_scaling_mode() -> None:
     fixed = build_serving_config(make_md({"scaling": {"minReplicas": 2, "maxReplicas": 2}}))
     assert fixed.num_replicas is None and fixed.autoscaling is not None
     assert (fixed.autoscaling.min_replicas, fixed.autoscaling.max_replicas) == (2, 2)
+
+
+DIGEST = "a" * 64
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_digests_travel_to_the_replicas() -> None:
+    inline = make_md(
+        {
+            "model": {
+                "source": "file:///models/tiny",
+                "revision": COMMIT,
+                "digests": {"files": {"model.safetensors": DIGEST}},
+            }
+        }
+    )
+    config = build_serving_config(inline)
+    assert config.verify is not None
+    assert (config.verify.revision, config.verify.digests) == (
+        COMMIT,
+        {"model.safetensors": DIGEST},
+    )
+    # Only a hub download uses the revision; for a folder it labels the digests.
+    assert config.revision is None and "--revision" not in config.vllm_args()
+    hub = make_md({"model": {"source": "hf://org/model", "revision": COMMIT}})
+    assert build_serving_config(hub).revision == COMMIT and build_serving_config(hub).verify is None
+
+
+def test_digests_from_a_configmap_manifest() -> None:
+    md = make_md(
+        {
+            "model": {
+                "revision": COMMIT,
+                "digests": {"configMapRef": {"name": "digests", "key": "manifest.json"}},
+            }
+        }
+    )
+    config = build_serving_config(md, {"config.json": DIGEST})
+    assert config.verify is not None and config.verify.digests == {"config.json": DIGEST}
+    with pytest.raises(ValueError, match="configMapRef"):
+        build_serving_config(md)
+
+
+def test_a_local_run_needs_inline_digests(tmp_path: Path) -> None:
+    file = tmp_path / "md.yaml"
+    file.write_text(
+        "apiVersion: modeldeploy.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\n"
+        "spec:\n  model:\n    source: file:///models/x\n"
+        f"    revision: '{COMMIT}'\n"
+        "    digests: {configMapRef: {name: d, key: manifest.json}}\n"
+    )
+    with pytest.raises(ValueError, match="a local run reads no ConfigMaps"):
+        load_serving_config(file)
