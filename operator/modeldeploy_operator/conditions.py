@@ -17,6 +17,7 @@ from typing import Any
 
 from .dashboard import ServeObservation
 from .model_checks import Check, Pinned, extra_checks, model_status, model_verified, serve_refusal
+from .traffic import TrafficCounts, traffic_status
 from .workers import WorkerPod
 
 _OOM = re.compile(
@@ -56,6 +57,9 @@ class Observation:
     """The fit check failed and the spec enforces it: nothing was created or submitted."""
     pinned: Pinned | None = None
     """The revision and digests the spec pins, if any."""
+    traffic: TrafficCounts | None = None
+    """The gateway's request counts for this model; None when it uses no gateway or the
+    gateway did not answer (the status then keeps its last counts)."""
 
 
 @dataclass(frozen=True)
@@ -186,9 +190,11 @@ def build_status(obs: Observation, previous: dict[str, Any], now: str) -> dict[s
         Verdict(c["status"], c["reason"], c["message"]) for c in conditions[:3]
     )
     serve = obs.serve
+    traffic = traffic_status(obs.traffic) if obs.traffic is not None else previous.get("traffic")
     pinned = obs.pinned
     model = model_status(pinned, model_verified(pinned, serve)) if pinned is not None else {}
     return {
+        **({"traffic": traffic} if traffic else {}),
         **({"model": model} if model else {}),
         "phase": _phase(ready, degraded, progressing),
         "conditions": conditions,

@@ -114,6 +114,12 @@ PRINTER_COLUMNS = [
         "description": "Requests waiting.",
     },
     {
+        "name": "Overflow%",
+        "type": "number",
+        "jsonPath": ".status.traffic.overflowPercent",
+        "description": "Percent of requests the overflow provider served (through the gateway).",
+    },
+    {
         "name": "Status",
         "type": "string",
         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',

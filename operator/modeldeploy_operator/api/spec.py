@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
 from .base import ApiModel, Rule, fullmatch
 
@@ -44,7 +44,6 @@ COMMIT_PATTERN = r"^[0-9a-f]{40}$"
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 # Sources whose weights vLLM streams straight to the GPU, never as files on disk.
 _STREAMED_SCHEMES = ("s3://", "gs://")
-
 
 # Flags that modeldeploy sets itself, or that have a typed field: repeating them in extraArgs
 # would silently fight the typed value, so the spec rejects them.
@@ -99,6 +98,20 @@ class SecretKeyRef(ApiModel):
     )
     key: str = Field(
         default="token", min_length=1, max_length=253, description="Key within the Secret."
+    )
+
+
+class ApiKeysSecretRef(ApiModel):
+    """A key of a Secret in the ModelDeployment's namespace that holds API keys, one per line."""
+
+    name: str = Field(
+        min_length=1, max_length=253, description="Name of the Secret, in the same namespace."
+    )
+    key: str = Field(
+        default="api-keys",
+        min_length=1,
+        max_length=253,
+        description="Key within the Secret; its value lists the accepted keys, one per line.",
     )
 
 
@@ -569,6 +582,87 @@ class EndpointSpec(ApiModel):
     annotations: dict[str, str] = Field(
         default_factory=dict, description="Extra annotations on the Service."
     )
+    api_keys_secret_ref: ApiKeysSecretRef | None = Field(
+        default=None,
+        description=(
+            "Secret key holding the API keys clients must send as `Authorization: Bearer KEY`, "
+            "one per line; a missing or wrong key gets 401. Unset: no key needed. Setting it "
+            "serves the model through the namespace's gateway."
+        ),
+    )
+
+
+OVERFLOW_BASE_URL_PATTERN = r"^https?://[^\s/@]+(/[^\s]*)?$"
+OverflowWhen = Literal["ColdStart", "Saturated"]
+
+
+def _every_overflow_cause() -> list[OverflowWhen]:
+    return ["ColdStart", "Saturated"]
+
+
+class OverflowSpec(ApiModel):
+    """An OpenAI-compatible provider that answers when the local replicas cannot in time."""
+
+    base_url: str = Field(
+        max_length=2048,
+        pattern=OVERFLOW_BASE_URL_PATTERN,
+        description=(
+            "Provider base URL including the API version, e.g. https://api.openai.com/v1 "
+            "(no credentials in the URL: use apiKeySecretRef)."
+        ),
+    )
+    model: str = Field(
+        min_length=1,
+        max_length=256,
+        description="The model name at the provider; also listed and routable by that name.",
+    )
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the provider API key, sent as a Bearer token.",
+    )
+    when: list[OverflowWhen] = Field(
+        default_factory=_every_overflow_cause,
+        min_length=1,
+        max_length=2,
+        description=(
+            "ColdStart: no local replica is ready. Saturated: the expected local queue wait "
+            "exceeds maxQueueWaitSeconds."
+        ),
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "default": ["ColdStart", "Saturated"],
+        },
+    )
+
+    @field_validator("when")
+    @classmethod
+    def _when_unique(cls, value: list[str]) -> list[str]:
+        # The CRD declares the list a set, so the apiserver rejects duplicates too.
+        if len(set(value)) != len(value):
+            raise ValueError(f"when must not repeat a value, got {value}")
+        return value
+
+    max_queue_wait_seconds: float = Field(
+        default=5,
+        ge=0,
+        le=3600,
+        description=(
+            "Longest expected local queue wait a request accepts before it overflows; also how "
+            "long connecting to the provider may take before the request gets 503."
+        ),
+    )
+
+
+class PrivacySpec(ApiModel):
+    """Where requests and prompts may go."""
+
+    local_only: bool = Field(
+        default=False,
+        description=(
+            "Nothing leaves the local replicas: no overflow, no provider. Requests beyond the "
+            "local queue bound (scaling.maxQueuedRequests) get 429 with Retry-After."
+        ),
+    )
 
 
 class PreflightSpec(ApiModel):
@@ -621,8 +715,23 @@ class ModelDeploymentSpec(ApiModel):
     preflight: PreflightSpec = _section(
         PreflightSpec, "The GPU fit check made before any worker pod is created."
     )
+    overflow: OverflowSpec | None = Field(
+        default=None,
+        description=(
+            "Send requests to a hosted OpenAI-compatible provider during a cold start or when "
+            "the local queue wait would exceed a bound; served through the namespace's gateway."
+        ),
+    )
+    privacy: PrivacySpec = _section(PrivacySpec, "Where requests may go.")
 
     rules = (
+        Rule(
+            id="local-only-forbids-overflow",
+            field="privacy.localOnly",
+            cel="!self.privacy.localOnly || !has(self.overflow)",
+            message="privacy.localOnly forbids overflow: remove spec.overflow or set it false",
+            holds=lambda s: not (s.privacy.local_only and s.overflow is not None),
+        ),
         Rule(
             id="gpus-per-replica-matches-parallelism",
             field="resources.gpusPerReplica",
@@ -661,6 +770,15 @@ class ModelDeploymentSpec(ApiModel):
             ),
         ),
     )
+
+    def uses_gateway(self) -> bool:
+        """True when the model is served through the namespace's gateway (keys, overflow,
+        the local-only guarantee); otherwise only through its own Service."""
+        return (
+            self.endpoint.api_keys_secret_ref is not None
+            or self.overflow is not None
+            or self.privacy.local_only
+        )
 
     def parallel_gpus(self) -> int:
         return self.engine.tensor_parallel_size * self.engine.pipeline_parallel_size

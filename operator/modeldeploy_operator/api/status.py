@@ -40,6 +40,24 @@ class WorkerCounts(ApiModel):
     pending: int = Field(default=0, ge=0, description="Worker pods not yet scheduled or started.")
 
 
+class Traffic(ApiModel):
+    """Requests for this model through the namespace's gateway, counted since it started."""
+
+    local: int = Field(default=0, ge=0, description="Requests the local replicas served.")
+    overflow: int = Field(
+        default=0, ge=0, description="Requests sent to the overflow provider instead."
+    )
+    rejected: int = Field(
+        default=0, ge=0, description="Requests answered 429 because the local queue was full."
+    )
+    overflow_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="overflow / (local + overflow) in percent; absent before the first request.",
+    )
+
+
 class ModelStatus(ApiModel):
     """Which bytes run: the pinned revision and the digests the replicas verified."""
 
@@ -81,6 +99,10 @@ class ModelDeploymentStatus(ApiModel):
     )
     endpoint: str | None = Field(
         default=None, description="Base URL of the OpenAI-compatible endpoint inside the cluster."
+    )
+    traffic: Traffic | None = Field(
+        default=None,
+        description="Local vs overflow requests through the gateway (models that use it).",
     )
     selector: str | None = Field(
         default=None, description="Label selector of the replicas' pods, for the scale subresource."

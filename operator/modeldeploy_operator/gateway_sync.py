@@ -1,0 +1,134 @@
+"""Keeping each namespace's gateway in step with its ModelDeployments (the I/O edge).
+
+The reconcile of one ModelDeployment tells this class what it saw (`observe`) and asks it to
+bring the namespace's gateway objects up to date (`sync`); the objects themselves come from the
+pure builders in gateway.py. Two choices keep the control plane's cost flat:
+- the namespace's ModelDeployments are remembered from their own reconciles (every object is
+  reconciled on start, create, update and each resync), so no reconcile lists them again;
+- the objects are written only when the set of ModelDeployments or one of their specs changed
+  (a key of names, uids and generations), or after `resync_s` to repair drift; a namespace
+  where no ModelDeployment asks for the gateway gets none, and costs nothing.
+The gateway's request counters are read over HTTP for `status.traffic`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .api import ModelDeployment
+from .gateway import (
+    DEFAULT_GATEWAY_IMAGE,
+    GATEWAY_URL_TEMPLATE,
+    build_gateway_config,
+    build_gateway_configmap,
+    build_gateway_deployment,
+    build_gateway_service,
+    cluster_location,
+    mounted_secret,
+)
+from .hashing import canonical_hash, hash_of
+from .traffic import TrafficCounts, traffic_from_metrics
+
+CONFIGMAP = "/api/v1/namespaces/{namespace}/configmaps"
+DEPLOYMENT = "/apis/apps/v1/namespaces/{namespace}/deployments"
+SERVICE = "/api/v1/namespaces/{namespace}/services"
+
+
+class GatewayKube(Protocol):
+    """The Kubernetes calls the gateway needs (kube.Kube implements them)."""
+
+    def get_object(self, path: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def create_object(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def replace_object(self, path: str, body: dict[str, Any], live: dict[str, Any]) -> None: ...
+
+
+class EventSink(Protocol):
+    def normal(self, reason: str, message: str) -> None: ...
+
+
+def fetch_text(url: str, timeout_s: float = 2.0) -> str | None:
+    """GET url as text; None when it does not answer (the status keeps its last counts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            text: str = response.read().decode(errors="replace")
+            return text
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+@dataclass
+class GatewaySync:
+    kube: GatewayKube
+    dashboard_template: str
+    url_template: str = GATEWAY_URL_TEMPLATE
+    image: str = DEFAULT_GATEWAY_IMAGE
+    resync_s: float = 60.0
+    fetch: Callable[[str], str | None] = fetch_text
+    clock: Callable[[], float] = time.monotonic
+    _seen: defaultdict[str, dict[str, ModelDeployment]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    _synced: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def observe(self, namespace: str, md: ModelDeployment) -> None:
+        with self._lock:
+            self._seen[namespace][str(md.metadata["name"])] = md
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._seen[namespace].pop(name, None)
+
+    def serves(self, namespace: str) -> bool:
+        """Whether the namespace has a gateway: some ModelDeployment there asks for it."""
+        with self._lock:
+            return any(md.spec.uses_gateway() for md in self._seen[namespace].values())
+
+    def sync(self, namespace: str, events: EventSink) -> None:
+        with self._lock:
+            mds = sorted(self._seen[namespace].values(), key=lambda m: str(m.metadata["name"]))
+        if not any(md.spec.uses_gateway() for md in mds):
+            return
+        key = canonical_hash(
+            [(m.metadata["name"], m.metadata.get("uid"), m.metadata.get("generation")) for m in mds]
+        )
+        last = self._synced.get(namespace)
+        if last is not None and last[0] == key and self.clock() - last[1] < self.resync_s:
+            return
+        config = build_gateway_config(
+            mds, cluster_location(namespace, self.dashboard_template), mounted_secret
+        )
+        desired = [
+            (CONFIGMAP, build_gateway_configmap(namespace, mds, config)),
+            (DEPLOYMENT, build_gateway_deployment(namespace, mds, config, self.image)),
+            (SERVICE, build_gateway_service(namespace, mds)),
+        ]
+        for path, body in desired:
+            self._ensure(path, namespace, body, events)
+        self._synced[namespace] = (key, self.clock())
+
+    def _ensure(self, path: str, namespace: str, body: dict[str, Any], events: EventSink) -> None:
+        name, kind = body["metadata"]["name"], body["kind"]
+        live = self.kube.get_object(path, namespace, name)
+        if live is None:
+            if self.kube.create_object(path, body) is not None:
+                events.normal("Created", f"created the namespace's gateway {kind} {name}")
+        elif hash_of(live) != hash_of(body):
+            self.kube.replace_object(path, body, live)
+            events.normal("Updated", f"updated the namespace's gateway {kind} {name}")
+
+    def traffic(self, namespace: str, model: str) -> TrafficCounts | None:
+        """This model's request counts from the gateway; None without one or no answer."""
+        if not self.serves(namespace):
+            return None
+        text = self.fetch(self.url_template.format(namespace=namespace) + "/metrics")
+        return None if text is None else traffic_from_metrics(text, model)

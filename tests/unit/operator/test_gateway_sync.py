@@ -1,0 +1,104 @@
+"""When the namespace's gateway objects are written: once per change of the namespace's
+ModelDeployments, never for a namespace that does not ask for a gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy_operator.api import ModelDeployment
+from modeldeploy_operator.gateway_sync import GatewaySync
+from modeldeploy_operator.hashing import canonical_hash
+from tests.api_cases import merge
+from tests.operator_factories import BASE
+
+METRICS = 'modeldeploy_gateway_requests_total{model="chat",served_by="overflow",reason="X"} 4\n'
+
+
+class DictKube:
+    """Objects in a dict; counts writes. Stands in for the apiserver in this logic-only test."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.writes = 0
+
+    def get_object(self, path: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((path, name))
+
+    def create_object(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        self.writes += 1
+        self.objects[(path, body["metadata"]["name"])] = body
+        return body
+
+    def replace_object(self, path: str, body: dict[str, Any], live: dict[str, Any]) -> None:
+        self.writes += 1
+        self.objects[(path, body["metadata"]["name"])] = body
+
+
+class Events:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def normal(self, reason: str, message: str) -> None:
+        self.messages.append(message)
+
+
+def md(name: str, generation: int = 1, **spec: Any) -> ModelDeployment:
+    doc = merge(BASE, {"metadata": {"name": name, "uid": f"u-{name}", "generation": generation}})
+    doc["spec"] |= spec
+    doc["spec"]["model"] = {**doc["spec"]["model"], "servedModelName": name}
+    return ModelDeployment.model_validate(doc)
+
+
+def sync_for(kube: DictKube, now: list[float]) -> GatewaySync:
+    return GatewaySync(
+        kube, "http://{name}-head.{namespace}.svc:8265", clock=lambda: now[0],
+        fetch=lambda url: METRICS if url.startswith("http://modeldeploy-gateway.team") else None,
+    )  # fmt: skip
+
+
+def test_plain_namespace_gets_no_gateway() -> None:
+    kube, now = DictKube(), [0.0]
+    sync = sync_for(kube, now)
+    sync.observe("team", md("plain"))
+    sync.sync("team", Events())
+    assert kube.objects == {} and sync.traffic("team", "chat") is None
+
+
+def test_written_once_per_change_and_again_after_the_resync_period() -> None:
+    kube, now, events = DictKube(), [0.0], Events()
+    sync = sync_for(kube, now)
+    sync.observe("team", md("chat", endpoint={"apiKeysSecretRef": {"name": "keys"}}))
+    sync.observe("team", md("plain"))
+    sync.sync("team", events)
+    assert kube.writes == 3 and len(events.messages) == 3  # ConfigMap, Deployment, Service
+    sync.sync("team", events)
+    assert kube.writes == 3  # nothing changed: not even read again
+    sync.observe("team", md("plain", generation=2, scaling={"maxQueuedRequests": 5}))
+    sync.sync("team", events)
+    assert kube.writes == 5  # a route changed: the ConfigMap, and the Deployment (config hash)
+    configmap = next(v for (p, _), v in kube.objects.items() if "configmaps" in p)
+    assert '"max_queued_requests":5' in configmap["data"]["config.json"]
+    now[0] = 61.0
+    sync.sync("team", events)
+    assert kube.writes == 5  # after the resync period: read, found equal, not written
+
+
+def test_forgotten_model_leaves_the_routes() -> None:
+    kube, now = DictKube(), [0.0]
+    sync = sync_for(kube, now)
+    sync.observe("team", md("chat", privacy={"localOnly": True}))
+    sync.observe("team", md("old"))
+    sync.sync("team", Events())
+    sync.forget("team", "old")
+    sync.sync("team", Events())
+    configmap = next(v for (p, _), v in kube.objects.items() if "configmaps" in p)
+    assert '"name":"old"' not in configmap["data"]["config.json"]
+    assert canonical_hash(configmap) != ""
+
+
+def test_traffic_is_read_from_the_namespace_gateway() -> None:
+    kube, now = DictKube(), [0.0]
+    sync = sync_for(kube, now)
+    sync.observe("team", md("chat", privacy={"localOnly": True}))
+    counts = sync.traffic("team", "chat")
+    assert counts is not None and counts.overflow == 4
