@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .dashboard import ServeObservation
-from .model_checks import Check, Pinned, extra_checks, model_status, model_verified, serve_refusal
+from .model_checks import Check, Pinned, extra_checks, model_status, serve_refusal
 from .traffic import TrafficCounts, traffic_status
 from .workers import WorkerPod
 
@@ -191,8 +191,7 @@ def build_status(obs: Observation, previous: dict[str, Any], now: str) -> dict[s
     )
     serve = obs.serve
     traffic = traffic_status(obs.traffic) if obs.traffic is not None else previous.get("traffic")
-    pinned = obs.pinned
-    model = model_status(pinned, model_verified(pinned, serve)) if pinned is not None else {}
+    model = model_status(obs.pinned, serve)
     return {
         **({"traffic": traffic} if traffic else {}),
         **({"model": model} if model else {}),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from . import names
 DEFAULT_DASHBOARD_URL = "http://{name}-head.{namespace}.svc:" + str(names.DASHBOARD_PORT)
 DEFAULT_METRICS_URL = "http://{name}-head.{namespace}.svc:" + str(names.METRICS_PORT) + "/metrics"
 SERVE_APPLICATIONS_PATH = "/api/serve/applications/"
+LOGS_PATH = "/api/v0/logs/file"
 QUEUE_DEPTH_METRICS = ("ray_modeldeploy_queue_depth", "modeldeploy_queue_depth")
 _SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
 _LABEL = re.compile(r'(?P<key>[A-Za-z_][A-Za-z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
@@ -34,6 +36,8 @@ class ServeDashboard(Protocol):
     def put_applications(self, config: dict[str, Any]) -> None: ...
 
     def get_metrics(self) -> str: ...
+
+    def get_replica_log(self, actor_id: str, lines: int, suffix: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,13 @@ class HttpServeDashboard:
         """The head node's Prometheus text (Serve controller metrics, our policy's gauge)."""
         return self._request("GET", url=self.metrics_url).decode(errors="replace")
 
+    def get_replica_log(self, actor_id: str, lines: int, suffix: str) -> str:
+        """The last lines of a replica's log (suffix err or out), where it reports its download
+        and verification: the head's dashboard fetches them from the node running it."""
+        query = urllib.parse.urlencode({"actor_id": actor_id, "suffix": suffix, "lines": lines})
+        url = f"{self.base_url.rstrip('/')}{LOGS_PATH}?{query}"
+        return self._request("GET", url=url).decode(errors="replace")
+
 
 def dashboard_url(template: str, name: str, namespace: str) -> str:
     return template.format(name=name, namespace=namespace)
@@ -128,6 +139,10 @@ class ServeObservation:
     busy_node_ips: frozenset[str] = field(default_factory=frozenset)
     queue_depth: int | None = None
     """Requests waiting, from the autoscaling policy's gauge; None when not known."""
+    starting_actor_ids: tuple[str, ...] = ()
+    """Ray actor ids of the replicas still starting (downloading, verifying, loading)."""
+    replica_progress: str | None = None
+    """The last step a starting replica reported in its log (download, verification)."""
 
     @classmethod
     def from_instance(cls, instance: dict[str, Any], app_name: str) -> ServeObservation:
@@ -147,6 +162,11 @@ class ServeObservation:
             deployment_message=deployment.get("message") or "",
             replicas=len(replicas),
             ready_replicas=sum(1 for r in replicas if r.get("state") == "RUNNING"),
+            starting_actor_ids=tuple(
+                str(r["actor_id"])
+                for r in replicas
+                if r.get("state") == "STARTING" and r.get("actor_id")
+            ),
             target_replicas=target if isinstance(target, int) else None,
             # A stopping replica still drains requests: its node is not idle yet.
             busy_node_ips=frozenset(

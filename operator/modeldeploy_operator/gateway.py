@@ -97,6 +97,33 @@ def cluster_location(namespace: str, dashboard_template: str = DEFAULT_DASHBOARD
     return locate
 
 
+def secret_refs(md: ModelDeployment) -> list[tuple[str, str, str]]:
+    """(field, Secret name, key) of every Secret the gateway reads for this model."""
+    refs = []
+    keys = md.spec.endpoint.api_keys_secret_ref
+    if keys is not None:
+        refs.append(("spec.endpoint.apiKeysSecretRef", keys.name, keys.key))
+    provider = md.spec.overflow.api_key_secret_ref if md.spec.overflow else None
+    if provider is not None:
+        refs.append(("spec.overflow.apiKeySecretRef", provider.name, provider.key))
+    return refs
+
+
+def secret_problems(
+    refs: Sequence[tuple[str, str, str]], keys_of: Mapping[str, set[str] | None]
+) -> list[str]:
+    """A missing Secret or key, named by field (pure; `keys_of` maps a Secret to its keys, None
+    when it does not exist). Only names: a Secret's values are never read by the operator."""
+    problems = []
+    for field_path, name, key in refs:
+        keys = keys_of.get(name)
+        if keys is None:
+            problems.append(f"{field_path}: Secret {name!r} does not exist")
+        elif key not in keys:
+            problems.append(f"{field_path}: Secret {name!r} has no key {key!r}")
+    return problems
+
+
 def _overflow_target(md: ModelDeployment, secret: SecretResolver) -> OverflowTarget | None:
     overflow = md.spec.overflow
     if overflow is None:

@@ -7,7 +7,9 @@ pure builders in gateway.py. Two choices keep the control plane's cost flat:
   reconciled on start, create, update and each resync), so no reconcile lists them again;
 - the objects are written only when the set of ModelDeployments or one of their specs changed
   (a key of names, uids and generations), or after `resync_s` to repair drift; a namespace
-  where no ModelDeployment asks for the gateway gets none, and costs nothing.
+  where no ModelDeployment asks for the gateway gets none, and costs nothing. When the last one
+  that asked stops asking (or is deleted), the objects are deleted; ones left from before an
+  operator restart go with the namespace's last ModelDeployment (they are owned by all).
 The gateway's request counters are read over HTTP for `status.traffic`.
 """
 
@@ -25,6 +27,7 @@ from typing import Any, Protocol
 from .api import ModelDeployment
 from .gateway import (
     DEFAULT_GATEWAY_IMAGE,
+    GATEWAY_NAME,
     GATEWAY_URL_TEMPLATE,
     build_gateway_config,
     build_gateway_configmap,
@@ -49,6 +52,8 @@ class GatewayKube(Protocol):
     def create_object(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None: ...
 
     def replace_object(self, path: str, body: dict[str, Any], live: dict[str, Any]) -> None: ...
+
+    def delete_object(self, path: str, namespace: str, name: str) -> None: ...
 
 
 class EventSink(Protocol):
@@ -97,6 +102,11 @@ class GatewaySync:
         with self._lock:
             mds = sorted(self._seen[namespace].values(), key=lambda m: str(m.metadata["name"]))
         if not any(md.spec.uses_gateway() for md in mds):
+            if self._synced.pop(namespace, None) is not None:
+                # The last ModelDeployment that asked for it is gone or changed its mind.
+                for path in (SERVICE, DEPLOYMENT, CONFIGMAP):
+                    self.kube.delete_object(path, namespace, GATEWAY_NAME)
+                events.normal("Deleted", f"deleted the namespace's gateway {GATEWAY_NAME}")
             return
         key = canonical_hash(
             [(m.metadata["name"], m.metadata.get("uid"), m.metadata.get("generation")) for m in mds]

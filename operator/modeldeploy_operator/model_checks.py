@@ -160,13 +160,16 @@ def model_verified(pinned: Pinned, serve: ServeObservation) -> Check:
     )
 
 
-def model_status(pinned: Pinned, verified: Check) -> dict[str, Any]:
-    """status.model: the pinned revision, and the digests once a replica verified them."""
+def model_status(pinned: Pinned | None, serve: ServeObservation) -> dict[str, Any]:
+    """status.model: the pinned revision, the digests once a replica verified them, and what a
+    starting replica last reported (its download's progress, its verification)."""
     status: dict[str, Any] = {}
-    if pinned.revision:
+    if pinned is not None and pinned.revision:
         status["revision"] = pinned.revision
-    if verified.status == "True":
+    if pinned is not None and pinned.digests and model_verified(pinned, serve).status == "True":
         status["verifiedDigests"] = dict(sorted(pinned.digests.items()))
+    if serve.replica_progress:
+        status["progress"] = serve.replica_progress
     return status
 
 

@@ -59,6 +59,11 @@ def _model_of(annotation: Any) -> type[Any] | None:
     return None
 
 
+# Values never repeated in a message: a URL may carry credentials, and messages reach the
+# status, events and logs.
+UNECHOED_FIELDS = frozenset({"baseUrl", "base_url"})
+
+
 def _problem(error: ErrorDetails) -> Problem:
     loc = tuple(error["loc"])
     ctx = error.get("ctx") or {}
@@ -70,6 +75,8 @@ def _problem(error: ErrorDetails) -> Problem:
         return Problem(_field_path(loc), f"unknown field{hint}")
     if error["type"] == "missing":
         return Problem(_field_path(loc), "required field is missing")
+    if loc and loc[-1] in UNECHOED_FIELDS:
+        return Problem(_field_path(loc), str(error["msg"]))
     return Problem(_field_path(loc), f"{error['msg']} (got {error.get('input')!r})")
 
 

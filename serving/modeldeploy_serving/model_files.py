@@ -29,6 +29,7 @@ from modeldeploy_serving.digests import verify_dir
 
 Log = Callable[[str], None]
 LOCK_DIR = ".modeldeploy-locks"
+LOG_PREFIX = "modeldeploy: "
 # What an engine reads from a model repository: configuration, tokenizer, chat template,
 # weights. Never code (`*.py`), and never the subfolders (gpt-oss ships a second, original copy
 # of its weights under original/).
@@ -38,8 +39,20 @@ _FALLBACK_WEIGHTS = (".bin", ".pt")
 
 
 def log_line(message: str) -> None:
-    """Replica logs: Ray keeps them per replica and forwards them to a local driver's console."""
-    print(f"modeldeploy: {message}", file=sys.stderr, flush=True)
+    """Replica logs: Ray keeps them per replica and forwards them to a local driver's console;
+    the operator reads the last one back (`last_progress`) into status and events."""
+    print(f"{LOG_PREFIX}{message}", file=sys.stderr, flush=True)
+
+
+def last_progress(log: str) -> str | None:
+    """The last step a replica reported (download, wait, verification) in its log's text, with
+    whatever Ray put in front of the line removed; None when it reported none."""
+    found = None
+    for line in log.splitlines():
+        at = line.find(LOG_PREFIX)
+        if at >= 0:
+            found = line[at + len(LOG_PREFIX) :].strip()
+    return found
 
 
 def is_hub_id(model: str) -> bool:
@@ -154,11 +167,12 @@ def prepare_model(config: ServingConfig, log: Log = log_line) -> ServingConfig:
         config = config.model_copy(update={"model": str(folder), "revision": None})
     if config.verify is not None:
         folder = Path(config.model)
+        revision = f" (revision {config.verify.revision})" if config.verify.revision else ""
+        log(f"verifying {len(config.verify.digests)} files{revision}")
         started = time.monotonic()
         verified = verify_dir(folder, config.verify.digests)
         size = sum(os.path.getsize(folder / name) for name in verified)
         seconds = time.monotonic() - started
-        revision = f" (revision {config.verify.revision})" if config.verify.revision else ""
         log(
             f"verified {len(verified)} files, {size / 1e9:.3f} GB{revision}, "
             f"sha256 in {seconds:.1f} s"

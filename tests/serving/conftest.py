@@ -1,13 +1,16 @@
 """Fixtures of the serving tests: real local Ray, real vLLM CPU engine, real models.
 
-Started once per session, side by side to save wall time: the tiny-model server exactly as
-`make serve` runs it (`modeldeploy serve -f examples/tiny-cpu.yaml`), a second server with the
+Started once per session, side by side to save wall time: the tiny-model server as `make serve`
+runs it (`modeldeploy serve -f examples/tiny-cpu.yaml`), with the revision and SHA-256 digests
+`modeldeploy digest` prints for the generated model added, so every test below runs on weights
+the replica verified before its engine loaded them; a second server with the
 real all-MiniLM-L6-v2 embedding model, and the tiny model's engine run directly (the reference
 for token-for-token comparison). Each server is a child process on a free port, stopped by pid.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import openai
 import pytest
+import yaml
 
 from modeldeploy_operator.serving_config import load_serving_config
 from modeldeploy_serving.config import EngineConfig, ServingConfig
@@ -25,6 +29,7 @@ from modeldeploy_serving.ingress import DEFAULT_INGRESS
 from modeldeploy_serving.local import free_port
 from modeldeploy_serving.procs import ServerProcess, modeldeploy_server, tail
 from modeldeploy_serving.tiny_model import make_tiny_model
+from tests.api_cases import merge
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tiny-cpu.yaml"
@@ -40,6 +45,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 @dataclass
 class Servers:
     tiny: ServerProcess
+    tiny_file: Path
+    """The ModelDeployment the tiny server runs: the example plus revision and digests."""
     tiny_config: ServingConfig
     embed: ServerProcess
     reference: list[list[int]]
@@ -73,14 +80,40 @@ def _embedding_config() -> ServingConfig:
     )
 
 
+DIGEST_COMMAND = [sys.executable, "-m", "modeldeploy_operator.cli", "digest"]
+
+
+def pinned_example(model_dir: str, out: Path) -> Path:
+    """examples/tiny-cpu.yaml with spec.model.revision and .digests for the generated model, as
+    `modeldeploy digest --format yaml` prints them. The folder has no commit history: its
+    revision is the SHA-1 of its manifest, a name for exactly this set of files."""
+    manifest = subprocess.run(
+        [*DIGEST_COMMAND, model_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    revision = hashlib.sha1(manifest.encode()).hexdigest()
+    printed = subprocess.run(
+        [*DIGEST_COMMAND, model_dir, "--format", "yaml", "--revision", revision],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    document = merge(yaml.safe_load(EXAMPLE.read_text()), yaml.safe_load(printed))
+    out.write_text(yaml.safe_dump(document, sort_keys=False))
+    return out
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     logs = tmp_path_factory.mktemp("serving-logs")
     tiny_config = load_serving_config(EXAMPLE)
     make_tiny_model(tiny_config.model)
 
+    tiny_file = pinned_example(tiny_config.model, logs / "tiny-pinned.yaml")
     tiny_port = free_port()
-    serve_argv = [sys.executable, "-m", "modeldeploy_operator.cli", "serve", "-f", str(EXAMPLE)]
+    serve_argv = [sys.executable, "-m", "modeldeploy_operator.cli", "serve", "-f", str(tiny_file)]
     serve_argv += ["--port", str(tiny_port), "--ingress", DEFAULT_INGRESS]
     tiny = ServerProcess(
         serve_argv,
@@ -120,6 +153,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         embed.wait_ready()
         yield Servers(
             tiny=tiny,
+            tiny_file=tiny_file,
             tiny_config=tiny_config,
             embed=embed,
             reference=json.loads(reference_file.read_text()),

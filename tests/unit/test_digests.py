@@ -214,3 +214,17 @@ def test_fetch_once_fetches_once_under_a_lock(tmp_path: Path) -> None:
     results = sorted(line for line in lines if line != "fetched")
     assert results == sorted([f"True {cache / 'copied'}"] + [f"False {cache / 'copied'}"] * 2)
     assert (cache / "copied" / "weights").read_bytes() == b"weights"
+
+
+def test_last_progress_reads_the_replicas_own_lines_through_rays_prefix() -> None:
+    from modeldeploy_serving.model_files import last_progress
+
+    log = (
+        "(ServeReplica:tiny:VLLMServer pid=4242) INFO engine starting\n"
+        "(ServeReplica:tiny:VLLMServer pid=4242) modeldeploy: downloading org/m: 1/3 files, "
+        "0.10/0.30 GB (33%)\n"
+        "modeldeploy: downloading org/m: 2/3 files, 0.20/0.30 GB (67%)\n"
+        "WARNING something else\n"
+    )
+    assert last_progress(log) == "downloading org/m: 2/3 files, 0.20/0.30 GB (67%)"
+    assert last_progress("nothing of ours\n") is None

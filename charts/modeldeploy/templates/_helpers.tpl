@@ -70,15 +70,15 @@ modeldeploy
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "create", "update"]
-# The namespace's gateway (modeldeploy-gateway): its config, its pods' Deployment. Its
-# Service is one of the services above. The gateway itself gets no API access: its config and
-# the Secrets it reads are mounted.
+# The namespace's gateway (modeldeploy-gateway): its config, its pod's Deployment and its
+# Service, deleted again when no ModelDeployment asks for it. The gateway itself gets no API
+# access: its config and the Secrets it reads are mounted.
 - apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "create", "update"]
+  resources: ["configmaps", "services"]
+  verbs: ["get", "create", "update", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "create", "update"]
+  verbs: ["get", "create", "update", "delete"]
 # spec.model.tokenSecretRef is checked to exist and hold its key (keys only, never values).
 - apiGroups: [""]
   resources: ["secrets"]

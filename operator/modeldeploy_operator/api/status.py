@@ -69,6 +69,13 @@ class ModelStatus(ApiModel):
             "files; empty until one has."
         ),
     )
+    progress: str | None = Field(
+        default=None,
+        description=(
+            "The last step a starting replica reported: download progress (files and bytes), "
+            "waiting for another replica's download, verification."
+        ),
+    )
 
 
 class ModelDeploymentStatus(ApiModel):

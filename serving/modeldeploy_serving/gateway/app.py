@@ -66,7 +66,8 @@ PROVIDER_READ_TIMEOUT_S = 600.0
 class ModelState:
     """What the gateway knows about one local model between requests."""
 
-    ready_replicas: int = 0
+    ready_replicas: int | None = None
+    """None until read, and after a failed read: unknown."""
     in_flight: int = 0
     service_time_s: float | None = None
     waking: bool = False
@@ -150,7 +151,7 @@ class Gateway:
         )
         self.ready = Gauge(
             "modeldeploy_gateway_ready_replicas",
-            "Ready local replicas per model, as the gateway last read them.",
+            "Ready local replicas per model, as the gateway last read them; -1: unknown.",
             ["model"],
             registry=self.registry,
         )
@@ -165,10 +166,10 @@ class Gateway:
             log.warning("reading ready replicas failed: %s", type(exc).__name__)
             return
         for app_name, count in counts.items():
-            if count is not None and app_name in apps:
+            if app_name in apps:
                 name = apps[app_name]
                 self.state[name].ready_replicas = count
-                self.ready.labels(name).set(count)
+                self.ready.labels(name).set(-1 if count is None else count)
 
     async def poll_forever(self) -> None:
         while True:
@@ -270,9 +271,16 @@ class Gateway:
     # ---- routing ----
 
     def decide(self, route: LocalRoute, forbidden: bool) -> Decision:
+        """The policy's decision for one request of `route`.
+
+        Replicas that could not be read count as one ready replica: the request then goes
+        local, where Serve holds it if need be. Reading "unknown" as "cold" would send every
+        request of a healthy model to the provider while its dashboard is unreachable.
+        """
         state = self.state[route.name]
+        ready = 1 if state.ready_replicas is None else state.ready_replicas
         load = LocalLoad(
-            ready_replicas=state.ready_replicas,
+            ready_replicas=ready,
             in_flight=state.in_flight,
             slots_per_replica=route.slots_per_replica,
             service_time_s=state.service_time_s,

@@ -20,6 +20,8 @@ from modeldeploy_operator.gateway import (
     local_secret,
     mounted_secret,
     referenced_secrets,
+    secret_problems,
+    secret_refs,
     secret_variable,
 )
 from modeldeploy_operator.traffic import (
@@ -27,6 +29,7 @@ from modeldeploy_operator.traffic import (
     overflow_percent,
     traffic_from_metrics,
 )
+from modeldeploy_operator.validation import validate_object
 from modeldeploy_serving.gateway.config import GatewayConfig, SecretSource
 from tests.api_cases import merge
 from tests.operator_factories import BASE
@@ -88,6 +91,27 @@ def test_a_served_name_taken_twice_routes_to_the_first_by_name() -> None:
         twin.spec.model.served_model_name = "same"
     [route] = build_gateway_config(twins, cluster_location("team"), mounted_secret).routes
     assert route.app_name == "a"
+
+
+def test_missing_secrets_are_named_by_field() -> None:
+    chat = namespace_mds()[0]
+    refs = secret_refs(chat)
+    assert [r[0] for r in refs] == [
+        "spec.endpoint.apiKeysSecretRef",
+        "spec.overflow.apiKeySecretRef",
+    ]
+    assert secret_problems(refs, {"keys": {"api-keys"}, "provider": {"token"}}) == []
+    assert secret_problems(refs, {"keys": {"other"}}) == [
+        "spec.endpoint.apiKeysSecretRef: Secret 'keys' has no key 'api-keys'",
+        "spec.overflow.apiKeySecretRef: Secret 'provider' does not exist",
+    ]
+    assert secret_refs(namespace_mds()[2]) == []
+
+
+def test_a_rejected_base_url_is_not_repeated_in_the_message() -> None:
+    doc = merge(BASE, {"spec": {"overflow": {**OVERFLOW, "baseUrl": "https://u:s3cret@h/v1"}}})
+    [problem] = validate_object(doc)
+    assert problem.path == "spec.overflow.baseUrl" and "s3cret" not in problem.message
 
 
 def test_config_never_holds_a_secret_value_only_where_it_is() -> None:

@@ -33,6 +33,10 @@ class DictKube:
         self.writes += 1
         self.objects[(path, body["metadata"]["name"])] = body
 
+    def delete_object(self, path: str, namespace: str, name: str) -> None:
+        self.writes += 1
+        self.objects.pop((path, name), None)
+
 
 class Events:
     def __init__(self) -> None:
@@ -94,6 +98,11 @@ def test_forgotten_model_leaves_the_routes() -> None:
     configmap = next(v for (p, _), v in kube.objects.items() if "configmaps" in p)
     assert '"name":"old"' not in configmap["data"]["config.json"]
     assert canonical_hash(configmap) != ""
+    # The last model that asked for the gateway is gone: so is the gateway.
+    sync.forget("team", "chat")
+    sync.observe("team", md("plain"))
+    sync.sync("team", Events())
+    assert kube.objects == {}
 
 
 def test_traffic_is_read_from_the_namespace_gateway() -> None:

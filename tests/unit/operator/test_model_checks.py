@@ -179,3 +179,29 @@ def test_fit_from_config_text() -> None:
     assert (missing.status, missing.reason) == ("Unknown", "NoModelConfig")
     broken = fit_from_config(md, json.dumps({"model_type": "x"}), "ConfigMap c key k")
     assert broken.reason == "NoModelConfig" and "ConfigMap c key k: config.json" in broken.message
+
+
+def test_starting_replicas_and_their_progress() -> None:
+    instance = {
+        "applications": {
+            "llm": {
+                "status": "DEPLOYING",
+                "deployments": {
+                    "VLLMServer": {
+                        "status": "UPDATING",
+                        "replicas": [
+                            {"state": "STARTING", "actor_id": "a1", "node_ip": "10.0.0.1"},
+                            {"state": "RUNNING", "actor_id": "a2", "node_ip": "10.0.0.2"},
+                        ],
+                    }
+                },
+            }
+        }
+    }
+    serve = ServeObservation.from_instance(instance, "llm")
+    assert serve.starting_actor_ids == ("a1",)
+    progress = "downloading openai/gpt-oss-20b: 3/14 files, 5.20/13.80 GB (38%)"
+    from dataclasses import replace
+
+    status = build_status(obs(serve=replace(serve, replica_progress=progress)), {}, NOW)
+    assert status["model"] == {"revision": "c" * 40, "progress": progress}
