@@ -63,9 +63,9 @@ def start_operator(
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[LocalRayHead]:
-    from modeldeploy_serving.autoscaling import metric_push_env
+    from modeldeploy_serving.serve_env import serve_env
 
-    head = LocalRayHead(metric_push_env())
+    head = LocalRayHead(serve_env())
     try:
         head.start()
         yield head

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from modeldeploy_serving.autoscaling import metric_push_env
+from modeldeploy_serving.serve_env import serve_env
 
 from . import names
 from .hashing import stamped
@@ -29,9 +29,9 @@ _POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "f
 
 
 def _env(owner: Owner) -> list[dict[str, Any]]:
-    # Short metric pushes let the queue-depth policy react in about a second; replicas read
-    # them at start, from the environment of the Ray node they run on.
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in metric_push_env().items()]
+    # Short metric pushes let the queue-depth policy react in about a second, and Serve's own
+    # loops wake less often; Ray processes read both at start, from their node's environment.
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in serve_env().items()]
     env.append({"name": "HF_HOME", "value": f"{MODEL_CACHE_PATH}/huggingface"})
     ref = owner.spec.model.token_secret_ref
     if ref is not None:

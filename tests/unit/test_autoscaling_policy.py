@@ -330,6 +330,8 @@ def test_ray_serve_settings() -> None:
     assert metric_push_env() == {
         "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
         "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
+        # sampled as often as pushed: 1 s look-back x 0.5
+        "RAY_SERVE_AUTOSCALING_METRIC_RECORD_INTERVAL_FACTOR": "0.5",
     }
 
 

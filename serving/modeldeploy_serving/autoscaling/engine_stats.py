@@ -15,6 +15,7 @@ from .ray_config import ENGINE_RUNNING_METRIC, ENGINE_WAITING_METRIC
 
 VLLM_WAITING = "vllm:num_requests_waiting"
 VLLM_RUNNING = "vllm:num_requests_running"
+ENGINE_GAUGES = (VLLM_WAITING, VLLM_RUNNING)
 
 # name, optional {labels}, value; timestamps after the value are ignored.
 _SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{.*\})?\s+(?P<value>\S+)")

@@ -26,6 +26,11 @@ METRIC_PUSH_ENV = (
     "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S",
     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S",
 )
+LOOK_BACK_PERIOD_S = 1.0
+# Replicas sample their metrics every look_back_period_s x this factor (Ray's default 0.2, i.e.
+# every 0.2 s); sampling as often as they push is enough for a policy that smooths over seconds,
+# and each sample costs the engine's CPU.
+RECORD_INTERVAL_FACTOR_ENV = "RAY_SERVE_AUTOSCALING_METRIC_RECORD_INTERVAL_FACTOR"
 
 
 BOUNDS = frozenset({"min_replicas", "max_replicas", "initial_replicas"})
@@ -35,15 +40,19 @@ policy through the context instead, and changing them stays a lightweight update
 
 
 def metric_push_env(interval_s: float = METRIC_PUSH_INTERVAL_S) -> dict[str, str]:
-    """Environment variables that make replicas and handles report every `interval_s`."""
-    return {name: f"{interval_s:g}" for name in METRIC_PUSH_ENV}
+    """Environment variables that make replicas and handles sample and report every
+    `interval_s`."""
+    factor = min(1.0, interval_s / LOOK_BACK_PERIOD_S)
+    return {name: f"{interval_s:g}" for name in METRIC_PUSH_ENV} | {
+        RECORD_INTERVAL_FACTOR_ENV: f"{factor:g}"
+    }
 
 
 def ray_autoscaling_config(
     config: AutoscalingConfig,
     *,
     metrics_interval_s: float = METRIC_PUSH_INTERVAL_S,
-    look_back_period_s: float = 1.0,
+    look_back_period_s: float = LOOK_BACK_PERIOD_S,
 ) -> dict[str, Any]:
     """The deployment's `autoscaling_config` for Ray Serve, with our policy plugged in.
 
