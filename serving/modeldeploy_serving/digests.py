@@ -148,13 +148,23 @@ def digest_dir(folder: Path, threads: int = HASH_THREADS) -> dict[str, str]:
     return _hash_many(folder, list_files(folder), threads)
 
 
+def _inside(folder: Path, name: str) -> bool:
+    """True when `name` names a path inside folder (a manifest never reaches outside it)."""
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts
+
+
 def verify_dir(
     folder: Path, expected: Mapping[str, str], threads: int = HASH_THREADS
 ) -> dict[str, str]:
     """Hash the files the manifest names; return them when all match, else raise.
 
-    Raises ModelVerificationError naming each file and both digests.
+    Raises ModelVerificationError naming each file and both digests, and ValueError for a
+    manifest path that leaves the folder (a ConfigMap manifest never passed the spec's rules).
     """
+    outside = [name for name in expected if not _inside(folder, name)]
+    if outside:
+        raise ValueError(f"digest manifest: paths outside the model folder: {', '.join(outside)}")
     present = list_files(folder)
     existing = [name for name in expected if (folder / name).is_file()]
     actual = _hash_many(folder, existing + unlisted(expected, present), threads)

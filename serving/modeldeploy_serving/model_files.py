@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from modeldeploy_serving.config import ServingConfig
-from modeldeploy_serving.digests import verify_dir
+from modeldeploy_serving.digests import ModelVerificationError, verify_dir
 
 Log = Callable[[str], None]
 LOCK_DIR = ".modeldeploy-locks"
@@ -170,7 +170,13 @@ def prepare_model(config: ServingConfig, log: Log = log_line) -> ServingConfig:
         revision = f" (revision {config.verify.revision})" if config.verify.revision else ""
         log(f"verifying {len(config.verify.digests)} files{revision}")
         started = time.monotonic()
-        verified = verify_dir(folder, config.verify.digests)
+        try:
+            verified = verify_dir(folder, config.verify.digests)
+        except ModelVerificationError as refused:
+            # Logged as well as raised: the log reaches a local run's console and the
+            # operator's status even where the exception's text does not travel.
+            log(str(refused))
+            raise
         size = sum(os.path.getsize(folder / name) for name in verified)
         seconds = time.monotonic() - started
         log(

@@ -228,3 +228,35 @@ def test_last_progress_reads_the_replicas_own_lines_through_rays_prefix() -> Non
     )
     assert last_progress(log) == "downloading org/m: 2/3 files, 0.20/0.30 GB (67%)"
     assert last_progress("nothing of ours\n") is None
+
+
+def test_prepare_model_verifies_and_logs_the_refusal(tmp_path: Path) -> None:
+    from modeldeploy_serving.config import ServingConfig, Verification
+    from modeldeploy_serving.model_files import prepare_model
+
+    folder = model_folder(tmp_path)
+    verify = Verification(revision="c" * 40, digests=digest_dir(folder))
+    config = ServingConfig(
+        model=str(folder),
+        served_model_name="m",
+        accelerator="cpu",
+        gpus_per_replica=0,
+        verify=verify,
+    )
+    lines: list[str] = []
+    assert prepare_model(config, lines.append) == config
+    assert lines[0] == f"verifying 3 files (revision {'c' * 40})"
+    assert lines[1].startswith("verified 3 files, 0.001 GB")
+
+    flip_one_byte(folder / "model.safetensors")
+    lines.clear()
+    with pytest.raises(ModelVerificationError):
+        prepare_model(config, lines.append)
+    assert parse_refusal(lines[-1])[0].file == "model.safetensors"
+
+
+@pytest.mark.parametrize("name", ["../secret", "a/../../secret", "/etc/passwd"])
+def test_a_manifest_never_reaches_outside_the_folder(tmp_path: Path, name: str) -> None:
+    folder = model_folder(tmp_path)
+    with pytest.raises(ValueError, match="outside the model folder"):
+        verify_dir(folder, {name: A})
