@@ -132,8 +132,12 @@ def download_hub_model(
     cache = hub_cache_dir()
 
     def fetch() -> Path:
-        from huggingface_hub import HfApi, hf_hub_download
+        from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 
+        if constants.HF_HUB_OFFLINE:
+            # No hub to ask (HF_HUB_OFFLINE=1): the snapshot must be in the cache already.
+            log(f"HF_HUB_OFFLINE is set: using the cached snapshot of {repo}")
+            return Path(snapshot_download(repo, revision=revision, local_files_only=True))
         info = HfApi().model_info(repo, revision=revision, files_metadata=True)
         sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or []}
         wanted = sorted(files) if files else select_files(sizes)

@@ -260,3 +260,47 @@ def test_a_manifest_never_reaches_outside_the_folder(tmp_path: Path, name: str) 
     folder = model_folder(tmp_path)
     with pytest.raises(ValueError, match="outside the model folder"):
         verify_dir(folder, {name: A})
+
+
+HUB_PROBE = """
+import sys
+from modeldeploy_serving.config import ServingConfig, Verification
+from modeldeploy_serving.model_files import prepare_model
+digests = dict(arg.split("=", 1) for arg in sys.argv[1:])
+config = ServingConfig(
+    model="org/tiny", served_model_name="tiny", accelerator="cpu", gpus_per_replica=0,
+    verify=Verification(revision=None, digests=digests),
+)
+print("MODEL", prepare_model(config).model)
+"""
+
+
+def test_a_hub_model_comes_from_the_cache_once_and_is_verified(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # A Hub cache as huggingface_hub lays it out, read with HF_HUB_OFFLINE=1 (no hub here).
+    commit = "e" * 40
+    repo = tmp_path / "hub" / "models--org--tiny"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot / "model.safetensors").write_bytes(b"weights")
+    digests = digest_dir(snapshot)
+    env = {**os.environ, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    argv = [sys.executable, "-c", HUB_PROBE, *(f"{k}={v}" for k, v in digests.items())]
+
+    first = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    assert f"MODEL {snapshot}" in first.stdout
+    assert "verified 2 files" in first.stderr
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    assert "org/tiny is already in the model cache" in second.stderr
+    assert (tmp_path / "hub" / ".modeldeploy-locks" / "org--tiny@main.done").is_file()
+
+    (snapshot / "model.safetensors").write_bytes(b"tampered")
+    refused = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert parse_refusal(refused.stderr)[0].file == "model.safetensors"
