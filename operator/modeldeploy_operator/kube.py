@@ -68,27 +68,26 @@ class Kube:
                 return None
             raise
 
-    def _create(self, path: str, body: Obj) -> bool:
-        """Create; False when an object of that name exists already (a reconcile raced us)."""
+    def _create(self, path: str, body: Obj) -> Obj | None:
+        """Create; the object as stored, or None when one of that name exists already (a
+        reconcile raced us)."""
         try:
-            self._call("POST", path, {"namespace": body["metadata"]["namespace"]}, body=body)
+            return self._call("POST", path, {"namespace": body["metadata"]["namespace"]}, body=body)
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
-        return True
+
+    def _list(self, path: str, namespace: str, label_selector: str) -> list[Obj]:
+        found = self._call(
+            "GET", path, {"namespace": namespace}, query=[("labelSelector", label_selector)]
+        )
+        return list(found.get("items") or [])
 
     def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
-        pods = self._call(
-            "GET", POD, {"namespace": namespace}, query=[("labelSelector", label_selector)]
-        )
-        return list(pods.get("items") or [])
+        return self._list(POD, namespace, label_selector)
 
-    def get_pod(self, namespace: str, name: str) -> Obj | None:
-        return self._get(POD, namespace, name)
-
-    def create_pod(self, body: Obj) -> bool:
-        """Create; False when a pod of that name exists already (a reconcile raced us)."""
+    def create_pod(self, body: Obj) -> Obj | None:
         return self._create(POD, body)
 
     def delete_pod(self, namespace: str, name: str) -> None:
@@ -98,10 +97,10 @@ class Kube:
             if not _not_found(exc):
                 raise
 
-    def get_service(self, namespace: str, name: str) -> Obj | None:
-        return self._get(SERVICE, namespace, name)
+    def list_services(self, namespace: str, label_selector: str) -> list[Obj]:
+        return self._list(SERVICE, namespace, label_selector)
 
-    def create_service(self, body: Obj) -> bool:
+    def create_service(self, body: Obj) -> Obj | None:
         return self._create(SERVICE, body)
 
     def replace_service(self, body: Obj, live: Obj) -> None:

@@ -6,7 +6,7 @@ Every child carries the recommended `app.kubernetes.io/*` labels plus `modeldepl
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 NAME_LABEL: Final = "modeldeploy.dev/name"
 COMPONENT_LABEL: Final = "app.kubernetes.io/component"
@@ -61,6 +61,15 @@ def selector(name: str, component: str) -> dict[str, str]:
 
 def selector_string(name: str, component: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector(name, component).items())
+
+
+def owned_selector(name: str) -> str:
+    """Label selector of every child of one deployment: one list call finds them all."""
+    return f"{NAME_LABEL}={name}"
+
+
+def is_worker(obj: dict[str, Any]) -> bool:
+    return bool((obj["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == WORKER)
 
 
 def endpoint_url(name: str, namespace: str, port: int) -> str:
