@@ -20,6 +20,7 @@ Obj = dict[str, Any]
 POD = "/api/v1/namespaces/{namespace}/pods"
 SERVICE = "/api/v1/namespaces/{namespace}/services"
 SECRET = "/api/v1/namespaces/{namespace}/secrets"
+CONFIGMAP = "/api/v1/namespaces/{namespace}/configmaps"
 
 
 def _not_found(exc: ApiException) -> bool:
@@ -120,3 +121,10 @@ class Kube:
         if secret is None:
             return None
         return set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())
+
+    def get_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The data of a ConfigMap (a digest manifest, a config.json), or None when missing."""
+        found = self._get(CONFIGMAP, namespace, name)
+        if found is None:
+            return None
+        return {str(k): str(v) for k, v in (found.get("data") or {}).items()}

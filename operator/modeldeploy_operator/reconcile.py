@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from modeldeploy_serving.model_files import last_progress
+
 from . import metrics, names
 from .api import ModelDeployment
 from .conditions import Observation, build_status, condition_changes
@@ -25,6 +27,7 @@ from .dashboard import (
 )
 from .hashing import hash_of
 from .kube import Kube
+from .model_checks import Check, Pinned, digest_manifest, fit_from_config, local_model_config
 from .owner import Owner
 from .pods import build_head_pod, build_worker_pod
 from .podstate import is_ready, unschedulable_message, worker_from_pod
@@ -33,6 +36,9 @@ from .services import build_endpoint_service, build_head_service
 from .serving_config import build_serving_config
 from .validation import validate_object
 from .workers import plan_workers, target_replicas, workers_for
+
+# Lines of a starting replica's log read for its last reported step (download, verification).
+PROGRESS_LOG_LINES = 50
 
 
 class EventSink(Protocol):
@@ -57,6 +63,21 @@ def reference_problems(md: ModelDeployment, secret_keys: set[str] | None) -> lis
     if ref.key not in secret_keys:
         return [f"spec.model.tokenSecretRef: Secret {ref.name!r} has no key {ref.key!r}"]
     return []
+
+
+def replica_progress(dashboard: ServeDashboard, serve: ServeObservation) -> str | None:
+    """What the first starting replica last reported in its log (download, verification).
+    Asked only while a replica starts, so a settled deployment costs no extra request."""
+    for actor_id in serve.starting_actor_ids[:1]:
+        for suffix in ("err", "out"):
+            try:
+                text = dashboard.get_replica_log(actor_id, PROGRESS_LOG_LINES, suffix)
+            except DashboardUnavailable:
+                return None
+            found = last_progress(text)
+            if found:
+                return found
+    return None
 
 
 @dataclass
@@ -89,16 +110,35 @@ class Reconciler:
         document = {k: v for k, v in body.items() if k != "status"}
         problems = [str(p) for p in validate_object(document)]
         md = ModelDeployment.model_validate(document) if not problems else None
+        manifest: dict[str, str] = {}
         if md is not None:
             ref = md.spec.model.token_secret_ref
             keys = self.kube.get_secret_keys(namespace, ref.name) if ref else None
             problems = reference_problems(md, keys)
+            manifest, manifest_problems = self._digest_manifest(md, namespace)
+            problems += manifest_problems
         if md is None or problems:
             obs = Observation(
                 generation=generation,
                 selector=selector,
                 endpoint="",
                 invalid_spec="; ".join(problems) or "invalid spec",
+            )
+            return self._report(obs, previous, events)
+
+        endpoint = names.endpoint_url(name, namespace, md.spec.endpoint.port)
+        fit = self._fit_check(md, namespace)
+        pinned = Pinned(md.spec.model.revision, manifest) if md.spec.model.revision else None
+        if fit.status == "False" and md.spec.preflight.enforce:
+            # Before any child exists: a replica that cannot fit fails only after its GPUs were
+            # scheduled and its weights downloaded. Nothing is created, nothing is removed.
+            obs = Observation(
+                generation=generation,
+                selector=selector,
+                endpoint=endpoint,
+                fit=fit,
+                fit_blocks=True,
+                pinned=pinned,
             )
             return self._report(obs, previous, events)
 
@@ -116,7 +156,7 @@ class Reconciler:
 
         serve, dashboard_error = ServeObservation(), None
         if head_ready:
-            serve, dashboard_error = self._sync_serve(owner, md, events)
+            serve, dashboard_error = self._sync_serve(owner, md, manifest, events)
 
         target = target_replicas(md.spec, serve.target_replicas)
         desired = workers_for(md.spec, target)
@@ -130,7 +170,7 @@ class Reconciler:
         obs = Observation(
             generation=generation,
             selector=selector,
-            endpoint=names.endpoint_url(name, namespace, md.spec.endpoint.port),
+            endpoint=endpoint,
             head_ready=head_ready,
             unschedulable=unschedulable,
             workers=[worker_from_pod(p) for p in workers],
@@ -138,6 +178,8 @@ class Reconciler:
             target_replicas=target,
             dashboard_error=dashboard_error,
             serve=serve,
+            fit=fit,
+            pinned=pinned,
         )
         return self._report(obs, previous, events)
 
@@ -155,7 +197,39 @@ class Reconciler:
                 condition["reason"],
                 f"{text}: {condition['message']}" if condition["message"] else text,
             )
+        progress = (status.get("model") or {}).get("progress")
+        if progress and progress != (previous.get("model") or {}).get("progress"):
+            events.normal("ModelProgress", progress)
         return status
+
+    def _digest_manifest(
+        self, md: ModelDeployment, namespace: str
+    ) -> tuple[dict[str, str], list[str]]:
+        """The digests replicas must verify, read from their ConfigMap when the spec names one."""
+        digests = md.spec.model.digests
+        ref = digests.config_map_ref if digests is not None else None
+        data = self.kube.get_configmap_data(namespace, ref.name) if ref is not None else None
+        return digest_manifest(md, data)
+
+    def _fit_check(self, md: ModelDeployment, namespace: str) -> Check:
+        """FitCheck from the model's config.json: the ConfigMap the spec names, else config.json
+        in a file:// source's folder when it is readable here."""
+        ref = md.spec.preflight.config_map_ref
+        if ref is not None:
+            data = self.kube.get_configmap_data(namespace, ref.name)
+            if data is None:
+                return fit_from_config(md, None, f"ConfigMap {ref.name!r} does not exist")
+            where = f"spec.preflight.configMapRef: ConfigMap {ref.name!r} key {ref.key!r}"
+            if ref.key not in data:
+                return fit_from_config(md, None, f"ConfigMap {ref.name!r} has no key {ref.key!r}")
+            return fit_from_config(md, data[ref.key], where)
+        path = local_model_config(md.spec)
+        try:
+            text = path.read_text(encoding="utf-8") if path is not None else None
+        except OSError:
+            text = None
+        where = f"{path} is not readable here" if path is not None else md.spec.model.source
+        return fit_from_config(md, text, str(path) if text is not None else where)
 
     def _count(self, owner: Owner, kind: str, action: str) -> None:
         metrics.CHILD_CHANGES.labels(owner.namespace, owner.name, kind, action).inc()
@@ -196,10 +270,11 @@ class Reconciler:
         return live
 
     def _sync_serve(
-        self, owner: Owner, md: ModelDeployment, events: EventSink
+        self, owner: Owner, md: ModelDeployment, manifest: dict[str, str], events: EventSink
     ) -> tuple[ServeObservation, str | None]:
         dashboard = self.dashboard_for(owner.name, owner.namespace)
-        config = build_serve_config(owner.name, build_serving_config(md), self.serve_http_port)
+        serving = build_serving_config(md, manifest)
+        config = build_serve_config(owner.name, serving, self.serve_http_port)
         try:
             instance = dashboard.get_applications()
             if deployed_application_hash(instance, owner.name) != desired_application_hash(config):
@@ -215,7 +290,8 @@ class Reconciler:
             depth = queue_depth_from_metrics(dashboard.get_metrics(), owner.name)
         except DashboardUnavailable:
             depth = None  # the status keeps its last figure; Serve itself is reachable
-        return replace(observed, queue_depth=depth), None
+        progress = replica_progress(dashboard, observed)
+        return replace(observed, queue_depth=depth, replica_progress=progress), None
 
     def _sync_workers(
         self,
