@@ -110,6 +110,10 @@ def _verdicts(obs: Observation) -> tuple[Verdict, Verdict, Verdict]:
         "UNHEALTHY",
     }:
         message = serve.deployment_message or serve.app_message
+        refused = serve_refusal(serve)
+        if refused:
+            # The refusal itself, not Serve's traceback around it (which the length cap cuts).
+            message = "; ".join(m.describe() for m in refused)
         degraded = Verdict("True", failure_reason(message), message)
 
     if serving:

@@ -70,7 +70,8 @@ def test_a_failed_deployment_names_verification_as_the_cause() -> None:
         "ModelVerificationFailed",
     )
     assert found["Degraded"]["reason"] == "ModelVerificationFailed"
-    assert "model.safetensors" in found["Degraded"]["message"]
+    # The refusal, not the traceback Serve wraps around it.
+    assert found["Degraded"]["message"] == f"model.safetensors: sha256 expected {GOOD}, got {FOUND}"
     assert failure_reason(serve.deployment_message) == "ModelVerificationFailed"
 
 
