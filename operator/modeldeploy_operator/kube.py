@@ -115,6 +115,29 @@ class Kube:
         params = {"namespace": metadata["namespace"], "name": metadata["name"]}
         self._call("PUT", SERVICE + "/{name}", params, body=desired)
 
+    def get_object(self, path: str, namespace: str, name: str) -> Obj | None:
+        """Any namespaced object by collection path (e.g. .../configmaps); None if absent."""
+        return self._get(path, namespace, name)
+
+    def create_object(self, path: str, body: Obj) -> Obj | None:
+        return self._create(path, body)
+
+    def replace_object(self, path: str, body: Obj, live: Obj) -> None:
+        """Replace at the live object's resourceVersion (a Service keeps its allocated IPs)."""
+        if path == SERVICE:
+            self.replace_service(body, live)
+            return
+        metadata = {**body["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]}
+        params = {"namespace": metadata["namespace"], "name": metadata["name"]}
+        self._call("PUT", path + "/{name}", params, body={**body, "metadata": metadata})
+
+    def delete_object(self, path: str, namespace: str, name: str) -> None:
+        try:
+            self._call("DELETE", path + "/{name}", {"namespace": namespace, "name": name})
+        except ApiException as exc:
+            if not _not_found(exc):
+                raise
+
     def get_secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The keys of a Secret (never its values), or None when it does not exist."""
         secret = self._get(SECRET, namespace, name)

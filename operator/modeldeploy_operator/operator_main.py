@@ -14,6 +14,7 @@ from .dashboard import (
     HttpServeDashboard,
     dashboard_url,
 )
+from .gateway import DEFAULT_GATEWAY_IMAGE, GATEWAY_URL_TEMPLATE
 
 PEERING_NAME = "modeldeploy"
 
@@ -45,6 +46,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "URL of a head's Prometheus metrics (queue depth for the status), with {name} and "
             "{namespace}; override it outside the cluster (env MODELDEPLOY_HEAD_METRICS_URL)"
         ),
+    )
+    parser.add_argument(
+        "--gateway-url-template",
+        default=os.environ.get("MODELDEPLOY_GATEWAY_URL", GATEWAY_URL_TEMPLATE),
+        help=(
+            "URL of a namespace's gateway (its /metrics feed status.traffic), with {namespace}; "
+            "override it outside the cluster (env MODELDEPLOY_GATEWAY_URL)"
+        ),
+    )
+    parser.add_argument(
+        "--gateway-image",
+        default=os.environ.get("MODELDEPLOY_GATEWAY_IMAGE", DEFAULT_GATEWAY_IMAGE),
+        help="image of the namespaces' gateway pods (the serving image)",
     )
     parser.add_argument(
         "--serve-http-port",
@@ -128,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     import kubernetes
     from prometheus_client import start_http_server
 
+    from .gateway_sync import GatewaySync
     from .handlers import HANDLER_THREADS, RESYNC_THREADS, build_registry
     from .kube import Kube
     from .reconcile import Reconciler
@@ -156,8 +171,14 @@ def run(args: argparse.Namespace) -> int:
             dashboard_url(metrics_template, name, namespace),
         )
 
+    gateway = GatewaySync(
+        kube, template, url_template=args.gateway_url_template, image=args.gateway_image
+    )
     reconciler = Reconciler(
-        kube=kube, dashboard_for=dashboard_for, serve_http_port=args.serve_http_port
+        kube=kube,
+        dashboard_for=dashboard_for,
+        serve_http_port=args.serve_http_port,
+        gateway=gateway,
     )
     if args.metrics_port:
         start_http_server(args.metrics_port)

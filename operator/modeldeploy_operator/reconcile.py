@@ -25,6 +25,8 @@ from .dashboard import (
     ServeObservation,
     queue_depth_from_metrics,
 )
+from .gateway import secret_problems, secret_refs
+from .gateway_sync import GatewaySync
 from .hashing import hash_of
 from .kube import Kube
 from .model_checks import Check, Pinned, digest_manifest, fit_from_config, local_model_config
@@ -86,6 +88,8 @@ class Reconciler:
     dashboard_for: Callable[[str, str], ServeDashboard]
     serve_http_port: int = names.SERVE_PORT
     now: Callable[[], str] = field(default=utc_now)
+    gateway: GatewaySync | None = None
+    """The namespaces' gateways (keys, overflow, localOnly); None leaves them out."""
 
     def reconcile(self, body: dict[str, Any], events: EventSink) -> dict[str, Any]:
         """Bring the children of `body` to its spec; return the status to write."""
@@ -117,6 +121,13 @@ class Reconciler:
             problems = reference_problems(md, keys)
             manifest, manifest_problems = self._digest_manifest(md, namespace)
             problems += manifest_problems
+            problems += self._gateway_secret_problems(namespace, md)
+        if self.gateway is not None:
+            if md is None or problems:
+                self.gateway.forget(namespace, name)
+            else:
+                self.gateway.observe(namespace, md)
+            self.gateway.sync(namespace, events)
         if md is None or problems:
             obs = Observation(
                 generation=generation,
@@ -180,8 +191,17 @@ class Reconciler:
             serve=serve,
             fit=fit,
             pinned=pinned,
+            traffic=self.gateway.traffic(namespace, md.spec.model.effective_served_model_name())
+            if self.gateway is not None
+            else None,
         )
         return self._report(obs, previous, events)
+
+    def _gateway_secret_problems(self, namespace: str, md: ModelDeployment) -> list[str]:
+        """Missing Secrets the gateway would mount (their keys only; values are never read)."""
+        refs = secret_refs(md)
+        names_ = sorted({name for _, name, _ in refs})
+        return secret_problems(refs, {n: self.kube.get_secret_keys(namespace, n) for n in names_})
 
     def _report(
         self, obs: Observation, previous: dict[str, Any], events: EventSink
