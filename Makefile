@@ -68,3 +68,8 @@ bench-autoscale: $(STAMP)
 .PHONY: bench-control-plane
 bench-control-plane: cluster-binaries $(STAMP)
 	$(PY) -m bench.control_plane
+
+# What verifying weights costs (SHA-256 GB/s of the replicas' own code): bench/results/digest.json.
+.PHONY: bench-digest
+bench-digest: $(STAMP)
+	$(PY) bench/digest.py

@@ -210,6 +210,8 @@ class Reconciler:
         for condition in condition_changes(previous.get("conditions") or [], status["conditions"]):
             if condition["type"] == "Progressing":
                 continue  # it mirrors the other two; one event per cause is enough
+            if condition["status"] == "Unknown":
+                continue  # a check not made (yet): no config.json, replicas still verifying
             healthy = (condition["type"] == "Degraded") != (condition["status"] == "True")
             emit = events.normal if healthy else events.warning
             text = f"{condition['type']}={condition['status']}"
