@@ -125,6 +125,20 @@ PRINTER_COLUMNS = [
         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
     },
     {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
+    {
+        "name": "Fit",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="FitCheck")].reason',
+        "description": "The GPU fit check: Passed, Warning, Failed, or why it was not made.",
+        "priority": 1,
+    },
+    {
+        "name": "Verified",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="ModelVerified")].status',
+        "description": "Whether replicas verified the pinned weights' digests.",
+        "priority": 1,
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
