@@ -39,8 +39,9 @@ from .serving_config import build_serving_config
 from .validation import validate_object
 from .workers import plan_workers, target_replicas, workers_for
 
-# Lines of a starting replica's log read for its last reported step (download, verification).
-PROGRESS_LOG_LINES = 50
+# Lines of a starting replica's log read for its last reported step (download, verification):
+# enough to reach back past the engine's own start-up lines, which follow ours.
+PROGRESS_LOG_LINES = 500
 
 
 class EventSink(Protocol):
