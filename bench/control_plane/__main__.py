@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cluster.crds import install_crds
 from cluster.localcluster import LocalCluster
 
 from .operator_run import OperatorRun
@@ -22,7 +23,6 @@ from .scenarios import (
     apply_to_children,
     create_namespace,
     delete_namespace,
-    install_crds,
     nodes_for,
     reconcile_from_scratch,
 )

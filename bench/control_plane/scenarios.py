@@ -11,18 +11,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cluster.localcluster import FakeNode, LocalCluster, wait_until
 
 from .operator_run import OperatorRun, cpu_seconds
 from .watch import MD_PATH, NamespaceWatches, Progress
 
 ROOT = Path(__file__).resolve().parents[2]
-PEERING = {
-    "apiVersion": "kopf.dev/v1",
-    "kind": "ClusterKopfPeering",
-    "metadata": {"name": "modeldeploy"},
-}
 GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
 PODS_PER_NODE = 250
 
@@ -63,20 +57,6 @@ def nodes_for(settings: Settings) -> list[FakeNode]:
         )
         for i in range(count)
     ]
-
-
-def install_crds(cluster: LocalCluster) -> None:
-    """The ModelDeployment and kopf peering CRDs, Established, and the peering object."""
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
-        cluster.kubectl("apply", "--server-side", "-f", str(path))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/modeldeployments.modeldeploy.dev",
-        "crd/clusterkopfpeerings.kopf.dev",
-    )
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(PEERING))
 
 
 def create_namespace(cluster: LocalCluster, name: str) -> None:

@@ -7,32 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from cluster.crds import install_crds
 from cluster.localcluster import LocalCluster, free_port, wait_until
 from kubernetes import client
 
-from .harness import ROOT, LocalRayHead, OperatorProcess
-
-PEERING = {
-    "apiVersion": "kopf.dev/v1",
-    "kind": "ClusterKopfPeering",
-    "metadata": {"name": "modeldeploy"},
-}
+from .harness import LocalRayHead, OperatorProcess
 
 
 @pytest.fixture(scope="session")
 def crds(cluster: LocalCluster) -> None:
-    """The ModelDeployment CRD and kopf's peering CRDs, Established, plus the peering object."""
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
-        cluster.kubectl("apply", "--server-side", "-f", str(path))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/modeldeployments.modeldeploy.dev",
-        "crd/clusterkopfpeerings.kopf.dev",
-    )
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(PEERING))
+    install_crds(cluster)
 
 
 @pytest.fixture
@@ -63,9 +47,7 @@ def start_operator(
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[LocalRayHead]:
-    from modeldeploy_serving.serve_env import serve_env
-
-    head = LocalRayHead(serve_env())
+    head = LocalRayHead()
     try:
         head.start()
         yield head

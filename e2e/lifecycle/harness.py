@@ -15,6 +15,9 @@ from pathlib import Path
 
 from cluster.localcluster import free_port
 
+from modeldeploy_serving.ingress import DEFAULT_INGRESS, IngressMode
+from modeldeploy_serving.local import local_ray_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -91,16 +94,19 @@ class OperatorProcess:
 class LocalRayHead:
     """`ray start --head --block` on free ports: the dashboard and Serve a head pod would run.
 
-    It declares one logical GPU so that a GPU ModelDeployment's replica can be placed; the CPU
-    build of vLLM runs the engine whatever Ray calls the resource.
+    It declares two logical GPUs so that a GPU ModelDeployment's replica, and a second one (a
+    burst, a rollout's surge), can be placed; the CPU build of vLLM runs the engine whatever Ray
+    calls the resource.
     """
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
+    def __init__(self, ingress: IngressMode = DEFAULT_INGRESS) -> None:
         self.dashboard_port = free_port()
         self.metrics_port = free_port()
         self.serve_port = free_port()
         self.temp = tempfile.mkdtemp(prefix="md-ray-", dir="/tmp")
+        # What a head pod's environment sets (the ingress, Serve's loop periods), with
+        # HAProxy's files and side ports moved off their fixed defaults.
+        self.env = local_ray_env(ingress, Path(self.temp), self.serve_port)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -125,8 +131,8 @@ class LocalRayHead:
             f"--dashboard-agent-listen-port={free_port()}",
             f"--metrics-export-port={self.metrics_port}",
             f"--runtime-env-agent-port={free_port()}",
-            "--num-cpus=2",
-            "--num-gpus=1",
+            "--num-cpus=4",
+            "--num-gpus=2",
             f"--temp-dir={self.temp}",
             "--include-dashboard=true",
         ]

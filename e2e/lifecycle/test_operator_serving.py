@@ -9,6 +9,7 @@ through its documented out-of-cluster setting `--dashboard-url-template`.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -61,6 +62,33 @@ def long_completion(base_url: str) -> bool:
         extra_body={"ignore_eos": True},
     )
     return reply.usage is not None and reply.usage.completion_tokens == 200
+
+
+class ClientLoop:
+    """Calls the endpoint one request after another in a thread, counting answers and errors."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.answers = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if chat(self.base_url):
+                    self.answers += 1
+            except openai.OpenAIError as error:
+                self.errors.append(f"{type(error).__name__}: {error}")
+
+    def __enter__(self) -> ClientLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
 
 
 def test_apply_serve_update_delete(
@@ -122,7 +150,7 @@ def test_apply_serve_update_delete(
     assert replica_ids(local_ray, "tiny") == before
 
     # A burst queues requests: the policy raises Serve's target within seconds, and the operator
-    # adds a GPU worker pod for the replica Serve cannot place yet (the local head has 1 GPU).
+    # adds a GPU worker pod for the second replica.
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=96) as pool:
         answers = [pool.submit(long_completion, base_url) for _ in range(192)]
@@ -146,19 +174,42 @@ def test_apply_serve_update_delete(
         120,
         "back to one replica and one worker after the burst",
     )
-    assert replica_ids(local_ray, "tiny") == before
+    wait_until(lambda: len(replica_ids(local_ray, "tiny")) == 1, 120, "one replica running")
+    before = replica_ids(local_ray, "tiny")
 
-    # An engine argument changes: the application is rolled onto a new replica.
-    mds.patch_spec("tiny", {"engine": {"maxModelLen": 200}})
-    wait_until(
-        lambda: (ids := replica_ids(local_ray, "tiny")) and not ids & before,
-        420,
-        "a new replica with the new engine arguments",
-    )
+    # An engine argument changes: the application is rolled onto a new replica, which starts
+    # beside the old one (a surge replica, and a worker pod for it), so a client that keeps
+    # calling through the roll, the old replica's draining included, sees no error.
+    with ClientLoop(base_url) as during_roll:
+        mds.patch_spec("tiny", {"engine": {"maxModelLen": 200}})
+        wait_until(
+            lambda: (
+                mds.get("tiny")["status"]["targetReplicas"] == 2
+                and len(mds.pods("tiny", "ray-worker")) == 2
+            ),
+            60,
+            "a surge replica and its worker pod for the roll",
+        )
+        wait_until(
+            lambda: (ids := replica_ids(local_ray, "tiny")) and not ids & before,
+            420,
+            "a new replica with the new engine arguments",
+        )
+        switched_at = during_roll.answers
+        wait_until(lambda: during_roll.answers > switched_at + 3, 60, "answers after the switch")
+    assert during_roll.errors == [], during_roll.errors[:3]
     deployed = serve_state(local_ray, "tiny")["deployed_app_config"]
     assert deployed["args"]["engine"]["max_model_len"] == 200
     mds.wait_condition("tiny", "Ready", "True", "Serving", timeout=120)
     assert chat(base_url)
+    # The surge is gone once the new version serves: the spec's bounds are Serve's again.
+    wait_until(
+        lambda: (
+            len(replica_ids(local_ray, "tiny")) == 1 and len(mds.pods("tiny", "ray-worker")) == 1
+        ),
+        120,
+        "one replica and one worker after the roll",
+    )
 
     mds.delete("tiny")
     wait_until(lambda: not mds.pods("tiny") and not mds.services("tiny"), 90, "children collected")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from modeldeploy_serving.ingress import DEFAULT_INGRESS, ingress_env
 from modeldeploy_serving.serve_env import serve_env
 
 from . import names
@@ -29,9 +30,12 @@ _POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "f
 
 
 def _env(owner: Owner) -> list[dict[str, Any]]:
-    # Short metric pushes let the queue-depth policy react in about a second, and Serve's own
-    # loops wake less often; Ray processes read both at start, from their node's environment.
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in serve_env().items()]
+    # The ingress the overhead benchmark picked (HAProxy in front of the replicas' own HTTP
+    # servers), short metric pushes so the queue-depth policy reacts in about a second, and
+    # Serve's own loops woken less often. Every Ray process reads these at start from its node's
+    # environment, so head and workers carry the same set.
+    ray_env = ingress_env(DEFAULT_INGRESS) | serve_env()
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in ray_env.items()]
     env.append({"name": "HF_HOME", "value": f"{MODEL_CACHE_PATH}/huggingface"})
     ref = owner.spec.model.token_secret_ref
     if ref is not None:

@@ -33,7 +33,8 @@ from .model_checks import Check, Pinned, digest_manifest, fit_from_config, local
 from .owner import Owner
 from .pods import build_head_pod, build_worker_pod
 from .podstate import is_ready, unschedulable_message, worker_from_pod
-from .serve_app import build_serve_config, deployed_application_hash, desired_application_hash
+from .rollout import config_to_submit
+from .serve_app import build_serve_config
 from .services import build_endpoint_service, build_head_service
 from .serving_config import build_serving_config
 from .validation import validate_object
@@ -300,8 +301,9 @@ class Reconciler:
         config = build_serve_config(owner.name, serving, self.serve_http_port)
         try:
             instance = dashboard.get_applications()
-            if deployed_application_hash(instance, owner.name) != desired_application_hash(config):
-                dashboard.put_applications(config)
+            submit = config_to_submit(config, instance, owner.name)
+            if submit is not None:
+                dashboard.put_applications(submit)
                 metrics.SERVE_SUBMISSIONS.labels(owner.namespace, owner.name, "ok").inc()
                 events.normal("ServeConfigSubmitted", "submitted the Serve application config")
                 instance = dashboard.get_applications()

@@ -67,19 +67,3 @@ _COMPARED_KEYS = ("name", "route_prefix", "import_path", "args", "deployments")
 def application_hash(app: dict[str, Any]) -> str:
     """Hash of the parts of one application entry that we set."""
     return canonical_hash({key: app.get(key) for key in _COMPARED_KEYS})
-
-
-def desired_application_hash(config: dict[str, Any]) -> str:
-    [app] = config["applications"]
-    return application_hash(app)
-
-
-def deployed_application_hash(instance: dict[str, Any], app_name: str) -> str | None:
-    """Hash of the application config the dashboard reports as deployed, if any.
-
-    Comparing against what the cluster reports (rather than a hash the operator remembers) also
-    resubmits after a head restart, when the new cluster has no application at all.
-    """
-    app = (instance.get("applications") or {}).get(app_name) or {}
-    deployed = app.get("deployed_app_config")
-    return application_hash(deployed) if deployed else None

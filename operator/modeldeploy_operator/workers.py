@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .api import ModelDeploymentSpec
+from .rollout import SURGE
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,15 @@ class WorkerPlan:
 
 
 def target_replicas(spec: ModelDeploymentSpec, serve_target: int | None) -> int:
-    """Replicas to provide nodes for: the spec's count (external) or Serve's target (queue)."""
+    """Replicas to provide nodes for: Serve's target within the spec's bounds (the count itself
+    in external mode), where the top bound leaves room for a rollout's surge replica."""
     scaling = spec.scaling
     if scaling.mode == "external":
-        return scaling.replicas
-    wanted = scaling.min_replicas if serve_target is None else serve_target
-    return min(max(wanted, scaling.min_replicas), scaling.max_replicas)
+        floor = ceiling = scaling.replicas
+    else:
+        floor, ceiling = scaling.min_replicas, scaling.max_replicas
+    wanted = floor if serve_target is None else serve_target
+    return min(max(wanted, floor), ceiling + SURGE)
 
 
 def workers_for(spec: ModelDeploymentSpec, replicas: int) -> int:

@@ -15,8 +15,9 @@ Why the pieces are where they are:
 - `check_health` asks the engine; a dead engine core makes Serve replace the replica.
 - Serve drains a stopping replica (no new requests, in-flight ones finish within
   graceful_shutdown_timeout_s) before `__del__` shuts the engine down.
-- max_ongoing_requests defaults to the engine's max_num_seqs: Serve's default (5) would make
-  requests queue in front of the replica instead of joining the engine's continuous batch.
+- max_ongoing_requests defaults to twice the engine's max_num_seqs: Serve's default (5) would
+  make requests queue in front of the replica instead of joining the engine's continuous batch,
+  and a backlog held inside HAProxy would be invisible to the queue-depth policy.
 """
 
 from __future__ import annotations

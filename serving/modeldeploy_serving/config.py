@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from modeldeploy_serving.autoscaling import AutoscalingConfig
 
 # vLLM's own default for max_num_seqs when the spec leaves it unset; used only to size
-# max_ongoing_requests so Ray Serve never holds back requests the engine would batch.
+# max_ongoing_requests so Ray Serve never holds back requests the engine would batch, and
+# lets the engine's queue show the backlog.
 VLLM_DEFAULT_MAX_NUM_SEQS = 256
 
 Accelerator = Literal["gpu", "cpu"]
@@ -155,8 +156,9 @@ class ServingConfig(_Model):
         default=None,
         ge=1,
         description=(
-            "Requests Ray Serve sends one replica at once. Unset: the engine's max_num_seqs, "
-            "so requests join the engine's continuous batch instead of queueing in front of it."
+            "Requests Ray Serve sends one replica at once. Unset: twice the engine's "
+            "max_num_seqs, so requests join the engine's continuous batch, and the backlog "
+            "waits in the engine's queue, where the queue-depth policy reads it."
         ),
     )
     max_queued_requests: int = Field(
@@ -212,10 +214,17 @@ class ServingConfig(_Model):
 
     @property
     def effective_max_ongoing_requests(self) -> int:
-        """max_ongoing_requests, defaulting to the engine's batch size (see the field)."""
+        """max_ongoing_requests, by default the engine's batch plus as many waiting.
+
+        A replica's admitted requests beyond its batch wait in the engine's queue, which every
+        replica reports to the queue-depth policy. What a replica does not admit waits in front
+        of it: at a Serve handle (counted too) behind the Python proxy, but inside HAProxy, which
+        no autoscaling signal sees, behind the default ingress. Room for one more batch keeps
+        the backlog visible there.
+        """
         if self.max_ongoing_requests is not None:
             return self.max_ongoing_requests
-        return self.engine.max_num_seqs or VLLM_DEFAULT_MAX_NUM_SEQS
+        return 2 * (self.engine.max_num_seqs or VLLM_DEFAULT_MAX_NUM_SEQS)
 
     def vllm_args(self) -> list[str]:
         """The `vllm serve` arguments for this config (without host and port)."""

@@ -107,8 +107,9 @@ def test_json_round_trip_is_canonical() -> None:
 
 
 def test_max_ongoing_requests_follows_the_engine_batch() -> None:
-    assert cpu_config().effective_max_ongoing_requests == 256
-    assert cpu_config(engine={"max_num_seqs": 32}).effective_max_ongoing_requests == 32
+    # One batch running and one waiting in the engine's queue, where the policy reads the backlog.
+    assert cpu_config().effective_max_ongoing_requests == 512
+    assert cpu_config(engine={"max_num_seqs": 32}).effective_max_ongoing_requests == 64
     config = cpu_config(engine={"max_num_seqs": 32}, max_ongoing_requests=40)
     assert config.effective_max_ongoing_requests == 40
 
@@ -130,7 +131,7 @@ def test_gpu_replica_reserves_its_gpus_as_one_packed_bundle() -> None:
         "num_gpus": 2,
         "runtime_env": {"env_vars": {"VLLM_LOGGING_LEVEL": "INFO"}},
     }
-    assert options["max_ongoing_requests"] == 64
+    assert options["max_ongoing_requests"] == 128
     assert options["num_replicas"] == 1
     assert "autoscaling_config" not in options
 

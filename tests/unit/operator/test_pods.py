@@ -205,3 +205,17 @@ def test_model_cache_volume_from_the_spec() -> None:
         e["name"]: e.get("value") for e in build_worker_pod(node, 0)["spec"]["containers"][0]["env"]
     }
     assert env["HF_HOME"] == "/model-cache/huggingface"
+
+
+def test_head_and_workers_share_the_ray_serve_environment() -> None:
+    owner = make_owner({})
+
+    def ray_env(pod: dict[str, Any]) -> dict[str, str]:
+        return {
+            e["name"]: e["value"] for e in _container(pod)["env"] if e["name"].startswith("RAY_")
+        }
+
+    head, worker = ray_env(build_head_pod(owner)), ray_env(build_worker_pod(owner, 0))
+    assert head == worker
+    assert head["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert head["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"

@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modeldeploy_operator.dashboard import ServeObservation
-from modeldeploy_operator.serve_app import (
-    build_serve_config,
-    deployed_application_hash,
-    desired_application_hash,
-)
+from modeldeploy_operator.serve_app import build_serve_config
 from modeldeploy_operator.serving_config import build_serving_config
 from tests.operator_factories import make_md
 
@@ -54,17 +50,6 @@ def test_scaling_change_keeps_args_engine_change_does_not() -> None:
         assert config({"scaling": scaling})["applications"][0]["args"] == base
     engine = config({"engine": {"maxModelLen": 4096}})["applications"][0]["args"]
     assert engine != base and engine["engine"]["max_model_len"] == 4096
-
-
-def test_deployed_hash_matches_desired_only_for_same_config() -> None:
-    desired = config()
-    [app] = desired["applications"]
-    instance = {"applications": {"llm": {"deployed_app_config": dict(app)}}}
-    assert deployed_application_hash(instance, "llm") == desired_application_hash(desired)
-    changed = config({"scaling": {"maxReplicas": 2}})
-    assert deployed_application_hash(instance, "llm") != desired_application_hash(changed)
-    assert deployed_application_hash({"applications": {}}, "llm") is None
-    assert deployed_application_hash({}, "llm") is None
 
 
 def test_serve_observation_counts_replicas() -> None:

@@ -48,11 +48,16 @@ def test_workers_for(spec: dict[str, object], replicas: int, workers: int) -> No
 def test_target_replicas_follows_mode() -> None:
     external = make_md({"scaling": {"mode": "external", "replicas": 3, "maxReplicas": 5}}).spec
     assert target_replicas(external, serve_target=1) == 3
+    assert target_replicas(external, serve_target=None) == 3
     queue = make_md({"scaling": {"minReplicas": 1, "maxReplicas": 4}}).spec
     assert target_replicas(queue, serve_target=None) == 1
     assert target_replicas(queue, serve_target=3) == 3
-    assert target_replicas(queue, serve_target=9) == 4
     assert target_replicas(queue, serve_target=0) == 1
+    # Above the bound only by a rollout's surge replica (Serve's target while a new engine
+    # version starts next to the old one), never further.
+    assert target_replicas(external, serve_target=4) == 4
+    assert target_replicas(queue, serve_target=5) == 5
+    assert target_replicas(queue, serve_target=9) == 5
 
 
 def test_creates_lowest_free_indices() -> None:

@@ -1,0 +1,94 @@
+"""Which Serve config the operator submits, and when: plain deploys, bound changes, and a new
+model or engine version rolled out with a surge replica."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy_operator.rollout import config_to_submit, replica_floor, surged
+from modeldeploy_operator.serve_app import build_serve_config
+from modeldeploy_operator.serving_config import build_serving_config
+from tests.operator_factories import make_md
+
+BASE = {"scaling": {"minReplicas": 1, "maxReplicas": 3}}
+
+
+def config(spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    return build_serve_config("llm", build_serving_config(make_md(spec or BASE)))
+
+
+def replica(state: str, started: float) -> dict[str, Any]:
+    return {"state": state, "start_time_s": started}
+
+
+def instance(
+    deployed: dict[str, Any],
+    replicas: list[dict[str, Any]],
+    status: str = "HEALTHY",
+    deployed_at: float = 100.0,
+) -> dict[str, Any]:
+    [app] = deployed["applications"]
+    return {
+        "applications": {
+            "llm": {
+                "deployed_app_config": app,
+                "last_deployed_time_s": deployed_at,
+                "deployments": {"VLLMServer": {"status": status, "replicas": replicas}},
+            }
+        }
+    }
+
+
+def test_first_deploy_and_unchanged_config() -> None:
+    desired = config()
+    assert config_to_submit(desired, {}, "llm") == desired
+    assert config_to_submit(desired, instance(desired, [replica("RUNNING", 1)]), "llm") is None
+
+
+def test_a_bound_change_goes_out_as_is() -> None:
+    deployed, desired = config(), config({"scaling": {"minReplicas": 1, "maxReplicas": 5}})
+    assert config_to_submit(desired, instance(deployed, [replica("RUNNING", 1)]), "llm") == desired
+
+
+def test_an_engine_change_surges_one_replica_above_what_runs() -> None:
+    deployed = config()
+    desired = config({**BASE, "engine": {"maxModelLen": 2048}})
+    running = [replica("RUNNING", 1), replica("RUNNING", 2)]
+    submitted = config_to_submit(desired, instance(deployed, running), "llm")
+    assert submitted is not None and submitted != desired
+    assert submitted["applications"][0]["args"] == desired["applications"][0]["args"]
+    assert replica_floor(submitted["applications"][0]) == 3
+    scaling = submitted["applications"][0]["deployments"][0]["autoscaling_config"]
+    bounds = (scaling["min_replicas"], scaling["max_replicas"], scaling["initial_replicas"])
+    assert bounds == (3, 3, 3)
+
+
+def test_an_engine_change_with_nothing_running_is_submitted_plainly() -> None:
+    deployed = config()
+    desired = config({**BASE, "engine": {"maxModelLen": 2048}})
+    assert config_to_submit(desired, instance(deployed, [replica("STARTING", 1)]), "llm") == desired
+
+
+def test_the_surge_stays_until_the_new_version_serves_as_many_replicas_as_before() -> None:
+    desired = config({**BASE, "engine": {"maxModelLen": 2048}})
+    in_place = surged(desired, 2)  # one replica ran before the change
+    old, new_starting = replica("RUNNING", 50.0), replica("STARTING", 101.0)
+    assert (
+        config_to_submit(desired, instance(in_place, [old, new_starting], "UPDATING"), "llm")
+        is None
+    )
+    # The new replica runs, the old one drains: the real counts go out.
+    new_running, old_stopping = replica("RUNNING", 101.0), replica("STOPPING", 50.0)
+    rolled = instance(in_place, [new_running, old_stopping, replica("STARTING", 160.0)], "UPDATING")
+    assert config_to_submit(desired, rolled, "llm") == desired
+    # Once Serve reports the deployment settled, whatever the replicas, the counts go out too.
+    assert config_to_submit(desired, instance(in_place, [old], "HEALTHY"), "llm") == desired
+
+
+def test_external_mode_surges_the_fixed_count() -> None:
+    spec = {"scaling": {"mode": "external", "replicas": 2, "maxReplicas": 2}}
+    deployed, desired = config(spec), config({**spec, "engine": {"maxModelLen": 2048}})
+    running = [replica("RUNNING", 1), replica("RUNNING", 2)]
+    submitted = config_to_submit(desired, instance(deployed, running), "llm")
+    assert submitted is not None
+    assert submitted["applications"][0]["deployments"][0]["num_replicas"] == 3
