@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modeldeploy_serving.config import VLLM_DEFAULT_MAX_NUM_SEQS
 from modeldeploy_serving.gateway.config import (
     GatewayConfig,
     HostedRoute,
@@ -164,7 +165,8 @@ def build_gateway_config(
                 base_url=place.base_url,
                 app_name=place.app_name,
                 dashboard_url=place.dashboard_url,
-                slots_per_replica=serving.effective_max_ongoing_requests,
+                slots_per_replica=serving.engine.max_num_seqs or VLLM_DEFAULT_MAX_NUM_SEQS,
+                admitted_per_replica=serving.effective_max_ongoing_requests,
                 max_queued_requests=serving.max_queued_requests,
                 api_keys=keys,
                 overflow=target,

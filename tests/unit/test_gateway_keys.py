@@ -91,6 +91,17 @@ def test_config_rejects_local_only_with_overflow_and_duplicate_names() -> None:
         GatewayConfig(routes=(route, route))
 
 
+def test_waiting_room_counts_the_engines_queue_and_serves() -> None:
+    route = LocalRoute(
+        name="a", base_url="http://a", app_name="a", slots_per_replica=2,
+        admitted_per_replica=4, max_queued_requests=3,
+    )  # fmt: skip
+    assert route.waiting_room(0) == 3  # cold: only Serve's queue
+    assert route.waiting_room(2) == 2 * (4 - 2) + 3
+    unbounded = route.model_copy(update={"max_queued_requests": -1})
+    assert unbounded.waiting_room(2) == -1
+
+
 def test_error_body_is_openai_shaped() -> None:
     assert error_body(401, "Incorrect API key provided.", "invalid_api_key") == {
         "error": {

@@ -284,7 +284,7 @@ class Gateway:
             in_flight=state.in_flight,
             slots_per_replica=route.slots_per_replica,
             service_time_s=state.service_time_s,
-            max_queued_requests=route.max_queued_requests,
+            max_queued_requests=route.waiting_room(ready),
         )
         rule = None
         if route.overflow is not None:

@@ -80,10 +80,23 @@ class LocalRoute(_Model):
         ),
     )
     slots_per_replica: int = Field(
-        ge=1, description="Requests one replica runs at once (its max_ongoing_requests)."
+        ge=1, description="Requests one replica's engine runs at once (its max_num_seqs)."
+    )
+    admitted_per_replica: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Requests Serve sends one replica at once (max_ongoing_requests; those beyond "
+            "slots_per_replica wait in the engine). None: slots_per_replica."
+        ),
     )
     max_queued_requests: int = Field(
-        default=-1, ge=-1, description="Requests that may wait locally, then 429; -1: no limit."
+        default=-1,
+        ge=-1,
+        description=(
+            "Requests Serve holds in front of the replicas once each has admitted its share; "
+            "beyond it 429. -1: no limit."
+        ),
     )
     api_keys: SecretSource | None = Field(
         default=None,
@@ -95,6 +108,16 @@ class LocalRoute(_Model):
     local_only: bool = Field(
         default=False, description="Nothing of this model ever leaves the local replicas."
     )
+
+    def waiting_room(self, ready_replicas: int) -> int:
+        """Requests that may wait locally beyond the running ones before Serve answers 429;
+        -1 for no limit."""
+        if self.max_queued_requests < 0:
+            return -1
+        admitted = self.admitted_per_replica or self.slots_per_replica
+        return max(0, ready_replicas) * max(0, admitted - self.slots_per_replica) + (
+            self.max_queued_requests
+        )
 
     @model_validator(mode="after")
     def _local_only_has_no_overflow(self) -> LocalRoute:

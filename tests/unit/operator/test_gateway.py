@@ -73,6 +73,8 @@ def test_one_route_per_model_sorted_with_cluster_addresses() -> None:
     assert chat.overflow.when == ("Saturated",) and chat.overflow.max_queue_wait_s == 2
     assert routes["private"].local_only and routes["private"].overflow is None
     assert routes["private"].max_queued_requests == 7
+    # The engine's batch (vLLM's default here) and what Serve admits: a second batch waiting.
+    assert (chat.slots_per_replica, chat.admitted_per_replica) == (256, 512)
     assert routes["open"].api_keys is None
 
 
