@@ -37,7 +37,7 @@ class ServeDashboard(Protocol):
 
     def get_metrics(self) -> str: ...
 
-    def get_replica_log(self, actor_id: str, lines: int, suffix: str) -> str: ...
+    def get_log(self, query: dict[str, str]) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,11 @@ class HttpServeDashboard:
         """The head node's Prometheus text (Serve controller metrics, our policy's gauge)."""
         return self._request("GET", url=self.metrics_url).decode(errors="replace")
 
-    def get_replica_log(self, actor_id: str, lines: int, suffix: str) -> str:
-        """The last lines of a replica's log (suffix err or out), where it reports its download
-        and verification: the head's dashboard fetches them from the node running it."""
-        query = urllib.parse.urlencode({"actor_id": actor_id, "suffix": suffix, "lines": lines})
-        url = f"{self.base_url.rstrip('/')}{LOGS_PATH}?{query}"
+    def get_log(self, query: dict[str, str]) -> str:
+        """A log file's last lines through Ray's log API (`query`: node_id and filename, or
+        actor_id and suffix, and lines): the head's dashboard fetches it from the node that
+        holds it, so a replica's download and verification can be read from any node."""
+        url = f"{self.base_url.rstrip('/')}{LOGS_PATH}?{urllib.parse.urlencode(query)}"
         return self._request("GET", url=url).decode(errors="replace")
 
 
@@ -126,6 +126,26 @@ _LIVE_REPLICA_STATES = {"STARTING", "UPDATING", "RECOVERING", "RUNNING", "PENDIN
 
 
 @dataclass(frozen=True)
+class StartingReplica:
+    """Where a starting replica's log can be read: Serve's own log file of the replica (where
+    Serve puts the replica's output when it takes stderr over), or the actor's worker log."""
+
+    actor_id: str = ""
+    node_id: str = ""
+    log_file: str = ""
+    """Relative to Ray's log folder on that node, e.g. serve/replica_APP_DEPLOYMENT_ID.log."""
+
+    def log_queries(self, lines: int) -> list[dict[str, str]]:
+        """Ray log API queries for this replica's output, most likely first."""
+        queries = []
+        if self.node_id and self.log_file:
+            queries.append({"node_id": self.node_id, "filename": self.log_file})
+        if self.actor_id:
+            queries += [{"actor_id": self.actor_id, "suffix": s} for s in ("err", "out")]
+        return [{**q, "lines": str(lines)} for q in queries]
+
+
+@dataclass(frozen=True)
 class ServeObservation:
     """What Serve reports about one application, reduced to what status needs."""
 
@@ -139,8 +159,8 @@ class ServeObservation:
     busy_node_ips: frozenset[str] = field(default_factory=frozenset)
     queue_depth: int | None = None
     """Requests waiting, from the autoscaling policy's gauge; None when not known."""
-    starting_actor_ids: tuple[str, ...] = ()
-    """Ray actor ids of the replicas still starting (downloading, verifying, loading)."""
+    starting_replicas: tuple[StartingReplica, ...] = ()
+    """The replicas still starting (downloading, verifying, loading), and where their logs are."""
     replica_progress: str | None = None
     """The last step a starting replica reported in its log (download, verification)."""
 
@@ -162,10 +182,14 @@ class ServeObservation:
             deployment_message=deployment.get("message") or "",
             replicas=len(replicas),
             ready_replicas=sum(1 for r in replicas if r.get("state") == "RUNNING"),
-            starting_actor_ids=tuple(
-                str(r["actor_id"])
+            starting_replicas=tuple(
+                StartingReplica(
+                    actor_id=str(r.get("actor_id") or ""),
+                    node_id=str(r.get("node_id") or ""),
+                    log_file=str(r.get("log_file_path") or "").lstrip("/"),
+                )
                 for r in replicas
-                if r.get("state") == "STARTING" and r.get("actor_id")
+                if r.get("state") == "STARTING" and (r.get("actor_id") or r.get("log_file_path"))
             ),
             target_replicas=target if isinstance(target, int) else None,
             # A stopping replica still drains requests: its node is not idle yet.

@@ -72,13 +72,12 @@ def reference_problems(md: ModelDeployment, secret_keys: set[str] | None) -> lis
 def replica_progress(dashboard: ServeDashboard, serve: ServeObservation) -> str | None:
     """What the first starting replica last reported in its log (download, verification).
     Asked only while a replica starts, so a settled deployment costs no extra request."""
-    for actor_id in serve.starting_actor_ids[:1]:
-        for suffix in ("err", "out"):
+    for replica in serve.starting_replicas[:1]:
+        for query in replica.log_queries(PROGRESS_LOG_LINES):
             try:
-                text = dashboard.get_replica_log(actor_id, PROGRESS_LOG_LINES, suffix)
+                found = last_progress(dashboard.get_log(query))
             except DashboardUnavailable:
-                return None
-            found = last_progress(text)
+                continue  # not this file (e.g. not written yet); the next query may have it
             if found:
                 return found
     return None

@@ -200,7 +200,7 @@ def test_starting_replicas_and_their_progress() -> None:
         }
     }
     serve = ServeObservation.from_instance(instance, "llm")
-    assert serve.starting_actor_ids == ("a1",)
+    assert [r.actor_id for r in serve.starting_replicas] == ["a1"]
     progress = "downloading openai/gpt-oss-20b: 3/14 files, 5.20/13.80 GB (38%)"
     from dataclasses import replace
 

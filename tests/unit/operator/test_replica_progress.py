@@ -1,4 +1,4 @@
-"""Which log the operator reads a starting replica's progress from (the real path: e2e)."""
+"""Which logs the operator reads a starting replica's progress from (the real path: e2e)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,34 @@ from typing import Any
 from modeldeploy_operator.dashboard import DashboardUnavailable, ServeObservation
 from modeldeploy_operator.reconcile import PROGRESS_LOG_LINES, replica_progress
 
+INSTANCE = {
+    "applications": {
+        "llm": {
+            "status": "DEPLOYING",
+            "deployments": {
+                "VLLMServer": {
+                    "replicas": [
+                        {
+                            "state": "STARTING",
+                            "actor_id": "a1",
+                            "node_id": "n1",
+                            "log_file_path": "/serve/replica_llm_VLLMServer_x1.log",
+                        },
+                        {"state": "RUNNING", "actor_id": "a2", "node_id": "n1"},
+                    ]
+                }
+            },
+        }
+    }
+}
+
 
 class Logs:
-    """The dashboard's log API as seen by replica_progress: text per (actor, suffix)."""
+    """Ray's log API as replica_progress sees it: text per query, or unavailable."""
 
-    def __init__(self, logs: dict[tuple[str, str], str], down: bool = False) -> None:
-        self.logs, self.down, self.asked = logs, down, []
+    def __init__(self, logs: dict[str, str], down: bool = False) -> None:
+        self.logs, self.down = logs, down
+        self.asked: list[dict[str, str]] = []
 
     def get_applications(self) -> dict[str, Any]:
         return {}
@@ -23,18 +45,26 @@ class Logs:
     def get_metrics(self) -> str:
         return ""
 
-    def get_replica_log(self, actor_id: str, lines: int, suffix: str) -> str:
-        self.asked.append((actor_id, lines, suffix))
+    def get_log(self, query: dict[str, str]) -> str:
+        self.asked.append(query)
         if self.down:
-            raise DashboardUnavailable("GET logs: connection refused")
-        return self.logs.get((actor_id, suffix), "")
+            raise DashboardUnavailable("GET logs: HTTP 500: Agent for node id does not exist")
+        return self.logs.get(query.get("filename") or query["suffix"], "")
 
 
-def test_the_first_starting_replica_is_asked_err_then_out() -> None:
-    logs = Logs({("a1", "out"): "(ServeReplica pid=7) modeldeploy: verifying 6 files\n"})
-    serve = ServeObservation(starting_actor_ids=("a1", "a2"))
+def test_serves_replica_log_first_then_the_actor_output() -> None:
+    serve = ServeObservation.from_instance(INSTANCE, "llm")
+    line = "INFO 2026-11-25 22:53:26,958 llm_VLLMServer x1 -- modeldeploy: verifying 6 files"
+    logs = Logs({"serve/replica_llm_VLLMServer_x1.log": line})
     assert replica_progress(logs, serve) == "verifying 6 files"
-    assert logs.asked == [("a1", PROGRESS_LOG_LINES, "err"), ("a1", PROGRESS_LOG_LINES, "out")]
+    assert logs.asked == [
+        {"node_id": "n1", "filename": "serve/replica_llm_VLLMServer_x1.log", "lines": "500"}
+    ]
+    # Serve not holding the output: the actor's own stderr, then stdout.
+    logs = Logs({"out": "(ServeReplica pid=7) modeldeploy: verified 6 files"})
+    assert replica_progress(logs, serve) == "verified 6 files"
+    assert [q.get("suffix") for q in logs.asked] == [None, "err", "out"]
+    assert all(q["lines"] == str(PROGRESS_LOG_LINES) for q in logs.asked)
 
 
 def test_nothing_is_asked_once_replicas_run() -> None:
@@ -44,5 +74,5 @@ def test_nothing_is_asked_once_replicas_run() -> None:
 
 
 def test_an_unreachable_log_api_reports_nothing() -> None:
-    serve = ServeObservation(starting_actor_ids=("a1",))
+    serve = ServeObservation.from_instance(INSTANCE, "llm")
     assert replica_progress(Logs({}, down=True), serve) is None
