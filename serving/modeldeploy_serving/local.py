@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -70,13 +71,16 @@ def local_ray_env(mode: IngressMode, scratch: Path, port: int) -> dict[str, str]
     return env
 
 
-def wait_until_ready(base_url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
-    """Poll /v1/models until it answers 200: the route, the ingress and the engine are all up."""
+def wait_until_ready(
+    base_url: str, timeout_s: float = READY_TIMEOUT_S, path: str = "/v1/models"
+) -> None:
+    """Poll /v1/models (or `path`) until it answers 200: the route, the ingress and the engine
+    are all up."""
     deadline = time.monotonic() + timeout_s
     last_error = "no answer yet"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{base_url}/v1/models", timeout=5) as response:
+            with urllib.request.urlopen(f"{base_url}{path}", timeout=5) as response:
                 if response.status == 200:
                     return
                 last_error = f"HTTP {response.status}"
@@ -86,17 +90,36 @@ def wait_until_ready(base_url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
     raise TimeoutError(f"{base_url} not ready after {timeout_s:.0f} s: {last_error}")
 
 
+def route_prefixes(configs: Sequence[ServingConfig]) -> dict[str, str]:
+    """Serve route prefix per application: "/" for one, "/APP_NAME" for each of several (pure)."""
+    if len(configs) == 1:
+        return {configs[0].app_name: "/"}
+    return {c.app_name: f"/{c.app_name}" for c in configs}
+
+
+def app_base_urls(configs: Sequence[ServingConfig], base_url: str) -> dict[str, str]:
+    """Where each application's OpenAI API is (without /v1) under a Serve base URL (pure)."""
+    return {app: base_url + prefix.rstrip("/") for app, prefix in route_prefixes(configs).items()}
+
+
 class LocalServer:
-    """The application on a local Ray, as a context manager: entered, it serves at `base_url`."""
+    """The application(s) on a local Ray, as a context manager: entered, they serve at
+    `base_url` (one application) or under `base_url`/APP_NAME (several)."""
 
     def __init__(
         self,
-        config: ServingConfig,
+        config: ServingConfig | Sequence[ServingConfig],
         host: str = "127.0.0.1",
         port: int = 8000,
         ingress: IngressMode = DEFAULT_INGRESS,
     ) -> None:
-        self.config = config
+        self.configs = [config] if isinstance(config, ServingConfig) else list(config)
+        if not self.configs:
+            raise ValueError("LocalServer needs at least one ServingConfig")
+        apps = [c.app_name for c in self.configs]
+        if len(set(apps)) != len(apps):
+            raise ValueError(f"application names must be unique, got {apps}")
+        self.config = self.configs[0]
         self.host = host
         self.port = port
         self.ingress = ingress
@@ -126,7 +149,7 @@ class LocalServer:
         # silently join any cluster that `ray start` left on this machine.
         # Ray counts the CPUs it schedules, not the ones that exist: a local Ray that owns fewer
         # than the application reserves would leave replicas pending forever.
-        needed = self.config.cpus_per_replica * max(1, self.config.most_replicas)
+        needed = sum(c.cpus_per_replica * max(1, c.most_replicas) for c in self.configs)
         ray.init(
             address=None if joining else "local",
             num_cpus=None if joining else max(os.cpu_count() or 1, math.ceil(needed)),
@@ -136,9 +159,21 @@ class LocalServer:
         self._started_ray = not joining
         proxy_port = free_port() if self.ingress == "direct" and not joining else self.port
         serve.start(http_options={"host": self.host, "port": proxy_port})
-        _progress(f"deploying {self.config.served_model_name} ({self.config.model})")
-        serve.run(build_app(self.config), name=self.config.app_name, route_prefix="/")
-        wait_until_ready(self.base_url)
+        prefixes = route_prefixes(self.configs)
+        for config in self.configs:
+            _progress(f"deploying {config.served_model_name} ({config.model})")
+        # Side by side: every engine starts at once instead of one after the other.
+        targets = [
+            serve.RunTarget(build_app(c), name=c.app_name, route_prefix=prefixes[c.app_name])
+            for c in self.configs
+        ]
+        serve.run_many(targets, wait_for_applications_running=False)
+        urls = app_base_urls(self.configs, self.base_url)
+        for config in self.configs:
+            _wait_for_application(config.app_name)
+            # At zero replicas a request would start one: Serve's RUNNING is all there is.
+            if not _starts_at_zero(config):
+                wait_until_ready(urls[config.app_name])
         return self.base_url
 
     def stop(self) -> None:
@@ -151,7 +186,8 @@ class LocalServer:
             if self._started_ray:
                 serve.shutdown()  # type: ignore[no-untyped-call]
             else:
-                serve.delete(self.config.app_name)
+                for config in self.configs:
+                    serve.delete(config.app_name)
         finally:
             ray.shutdown()
             if self._scratch is not None:
@@ -172,6 +208,28 @@ class LocalServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _starts_at_zero(config: ServingConfig) -> bool:
+    return config.autoscaling is not None and config.autoscaling.start_replicas == 0
+
+
+def _wait_for_application(app_name: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Wait until Serve reports `app_name` RUNNING (at zero replicas, nothing answers HTTP)."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    status = None
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(app_name)
+        if app is not None:
+            status = app.status
+            if status == "RUNNING":
+                return
+            if status == "DEPLOY_FAILED":
+                raise RuntimeError(f"application {app_name} failed to deploy: {app.message}")
+        time.sleep(0.5)
+    raise TimeoutError(f"application {app_name} not running after {timeout_s:.0f} s: {status}")
 
 
 def _progress(message: str) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -27,11 +28,21 @@ STOP_TIMEOUT_S = 60.0
 class ServerProcess:
     """A server child process; `base_url` answers /v1/models once `start()` returns."""
 
-    def __init__(self, argv: list[str], port: int, log_path: Path, label: str) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        log_path: Path,
+        label: str,
+        env: Mapping[str, str] | None = None,
+        ready_path: str = "/v1/models",
+    ) -> None:
         self.argv = argv
+        self.ready_path = ready_path
         self.port = port
         self.log_path = log_path
         self.label = label
+        self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -40,7 +51,7 @@ class ServerProcess:
 
     def launch(self) -> None:
         """Start the process without waiting (several servers can then start side by side)."""
-        env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"} | self.env
         with self.log_path.open("ab") as log:
             # A session of its own: a Ctrl-C at the terminal reaches the parent, which then stops
             # this child in order instead of every process at once.
@@ -60,7 +71,7 @@ class ServerProcess:
                     f"log: {self.log_path}\n{tail(self.log_path)}"
                 )
             try:
-                wait_until_ready(self.base_url, timeout_s=2.0)
+                wait_until_ready(self.base_url, timeout_s=2.0, path=self.ready_path)
                 return self.base_url
             except TimeoutError:
                 continue
@@ -117,10 +128,23 @@ def modeldeploy_server(
 
 
 def bare_vllm_server(
-    config: ServingConfig, log_dir: Path, port: int | None = None
+    config: ServingConfig,
+    log_dir: Path,
+    port: int | None = None,
+    api_key: str | None = None,
 ) -> ServerProcess:
-    """Bare vLLM's OpenAI server with the very same engine arguments."""
+    """Bare vLLM's OpenAI server with the very same engine arguments. `api_key`: required of
+    every /v1 request; passed in the environment, so it is in no argument list or log."""
     port = port or free_port()
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *config.vllm_args()]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
-    return ServerProcess(argv, port, log_dir / f"bare-vllm-{port}.log", "bare vLLM")
+    if api_key is None:
+        return ServerProcess(argv, port, log_dir / f"bare-vllm-{port}.log", "bare vLLM")
+    return ServerProcess(
+        argv,
+        port,
+        log_dir / f"bare-vllm-{port}.log",
+        "bare vLLM",
+        env={"VLLM_API_KEY": api_key},
+        ready_path="/health",
+    )
