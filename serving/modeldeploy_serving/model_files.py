@@ -40,8 +40,16 @@ _FALLBACK_WEIGHTS = (".bin", ".pt")
 
 def log_line(message: str) -> None:
     """Replica logs: Ray keeps them per replica and forwards them to a local driver's console;
-    the operator reads the last one back (`last_progress`) into status and events."""
-    print(f"{LOG_PREFIX}{message}", file=sys.stderr, flush=True)
+    the operator reads the last one back (`last_progress`) into status and events.
+
+    Ray Serve may take a replica's sys.stderr over into its own log file of the replica (it
+    does with its throughput-optimized settings); the line then also goes to the process's own
+    stderr, which Ray keeps in the worker's log and forwards to a local run's console.
+    """
+    line = f"{LOG_PREFIX}{message}\n"
+    for stream in dict.fromkeys(s for s in (sys.stderr, sys.__stderr__) if s is not None):
+        stream.write(line)
+        stream.flush()
 
 
 def last_progress(log: str) -> str | None:
