@@ -28,9 +28,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from modeldeploy_serving.autoscaling import metric_push_env
 from modeldeploy_serving.config import ServingConfig
 from modeldeploy_serving.ingress import DEFAULT_INGRESS, INGRESS_MODES, IngressMode, ingress_env
+from modeldeploy_serving.serve_env import serve_env
 
 READY_TIMEOUT_S = 600.0
 
@@ -46,8 +46,9 @@ def free_port() -> int:
 def local_ray_env(mode: IngressMode, scratch: Path, port: int) -> dict[str, str]:
     """Environment for a Ray this process starts: the ingress mode, plus HAProxy's files and
     side ports moved off their fixed defaults so two local servers do not collide."""
-    # Short autoscaling metric pushes: the queue-depth policy reacts in about a second.
-    env = ingress_env(mode) | metric_push_env()
+    # Short autoscaling metric pushes (the queue-depth policy reacts in about a second), and
+    # Serve's own loops woken less often.
+    env = ingress_env(mode) | serve_env()
     if mode == "direct":
         # Without HAProxy nothing forwards to the replicas' own servers, so the (first) replica
         # takes the endpoint's port itself; Serve's remaining proxy moves to a spare port.
