@@ -65,7 +65,7 @@ def _check(load: LocalLoad, rule: OverflowRule | None, local_only: bool, forbidd
         assert (decision.target == "overflow") == cold_overflow
         assert decision.reason in ("ColdStart", "QueueFull")
     else:
-        over = rule is not None and (wait is None or wait > rule.max_queue_wait_s)
+        over = rule is not None and (full or wait is None or wait > rule.max_queue_wait_s)
         saturated = may and rule is not None and "Saturated" in rule.when and over
         assert (decision.target == "overflow") == (saturated and not free_slot)
     if decision.target == "reject":
@@ -110,6 +110,13 @@ def test_cold_start_holds_locally_unless_listed() -> None:
     cold = LocalLoad(0, 0, 4, None)
     assert decide(cold, OverflowRule(("Saturated",), 5.0)).target == "local"
     assert decide(cold, OverflowRule(("ColdStart",), 5.0)).target == "overflow"
+
+
+def test_a_full_queue_overflows_even_within_the_bound() -> None:
+    # Fast requests: the fifth waiter would start within the bound, but no room is left.
+    load = LocalLoad(1, 6, 2, 0.1, max_queued_requests=4)
+    assert decide(load, OverflowRule(("Saturated",), 5.0)).target == "overflow"
+    assert decide(load, OverflowRule(("ColdStart",), 5.0)).target == "reject"
 
 
 def test_queue_full_rejects_with_retry_after() -> None:

@@ -16,9 +16,9 @@ Why the rules:
 - No ready replica (ColdStart): with `ColdStart` in `when`, the request goes to the provider; a
   cold start takes tens of seconds to minutes, longer than any useful bound. Otherwise Serve
   holds it through the cold start, as without a gateway.
-- A queue whose wait would exceed `max_queue_wait_s` (Saturated): with `Saturated` in `when`, the
-  provider. An unknown service time (no local request has finished yet) counts as over the
-  bound: keeping such a request local would promise nothing.
+- A queue whose wait would exceed `max_queue_wait_s`, or that is full (Saturated): with
+  `Saturated` in `when`, the provider. An unknown service time (no local request has finished
+  yet) counts as over the bound: keeping such a request local would promise nothing.
 - Whatever cannot overflow (no overflow configured, `localOnly`, a request header that forbids
   it, or a cause not in `when`) stays local until the local queue holds `max_queued_requests`;
   beyond that it gets 429 with Retry-After, the same bound Serve itself enforces behind the
@@ -128,10 +128,12 @@ def decide(
         return Decision("local", "ColdStart", wait)
     if wait == 0.0:
         return Decision("local", "Ready", wait)
-    over_bound = overflow is not None and (wait is None or wait > overflow.max_queue_wait_s)
+    full = _queue_full(load)
+    # A full local queue is saturation too, whatever the estimate says.
+    over_bound = overflow is not None and (full or wait is None or wait > overflow.max_queue_wait_s)
     if may_overflow and overflow is not None and "Saturated" in overflow.when and over_bound:
         return Decision("overflow", "Saturated", wait)
-    if _queue_full(load):
+    if full:
         return Decision("reject", "QueueFull", wait, retry_after_s(load))
     return Decision("local", "Saturated" if over_bound else "Ready", wait)
 
