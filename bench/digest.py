@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cold", action="store_true", help="drop the page cache before rounds")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "digest.json")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     results = measure(args.files, args.mib, args.rounds, args.cold)
     report = {
         "what": "SHA-256 verification of weight files by modeldeploy_serving.digests.verify_dir",
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(),
+            # Other work on the machine while measuring (1-minute load average, before/after).
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         },
         "results": results,
     }
