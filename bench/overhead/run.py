@@ -39,6 +39,11 @@ from modeldeploy_serving.tiny_model import make_tiny_model  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "tiny-cpu.yaml"
 BARE = "bare"
+# The default ingress with the gateway (modeldeploy_serving.gateway) in front: what a model with
+# API keys, overflow or localOnly is served through. Compared with bare vLLM like the others,
+# and with the plain default ingress in the same run.
+GATEWAY = "gateway"
+MODES = (*INGRESS_MODES, GATEWAY)
 
 # (result key of vllm.benchmarks.serve, our name, higher is better)
 METRICS: list[tuple[str, str, bool]] = [
@@ -105,7 +110,10 @@ def start(kind: str, config: ServingConfig, logs: Path) -> ServerProcess:
         # Exactly what a user runs: `modeldeploy serve -f examples/tiny-cpu.yaml`.
         port = free_port()
         argv = [sys.executable, "-m", "modeldeploy_operator.cli", "serve", "-f", str(EXAMPLE)]
-        argv += ["--port", str(port), "--ingress", kind]
+        if kind == GATEWAY:
+            argv += ["--port", str(port), "--ingress", DEFAULT_INGRESS, "--gateway"]
+        else:
+            argv += ["--port", str(port), "--ingress", kind]
         server = ServerProcess(argv, port, logs / f"modeldeploy-{kind}-{port}.log", kind)
     began = time.monotonic()
     server.start()
@@ -268,12 +276,42 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"- `{mode}`: throughput goal {throughput}; latency goal {latency}")
     for mode, error in report.get("modes_that_did_not_start", {}).items():
         lines.append(f"- `{mode}`: did not start in this run ({error})")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + gateway_vs_plain(report)) + "\n"
+
+
+def gateway_vs_plain(report: dict[str, Any]) -> list[str]:
+    """What the gateway adds to the plain default path, both measured in the same run (each
+    against its own alternating bare batches, so the machine's drift cancels)."""
+    plain = report["modes"].get(report["default_ingress"])
+    gateway = report["modes"].get(GATEWAY)
+    if not plain or not gateway:
+        return []
+    lines = [
+        "",
+        f"## The gateway in front of `{report['default_ingress']}` (same run)",
+        "",
+        "| conc. | e2e p50 Δ vs bare, plain | with gateway | gateway adds | req/s ratio, plain "
+        "| with gateway |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c, g in gateway["by_concurrency"].items():
+        q = plain["by_concurrency"].get(c)
+        if q is None:
+            continue
+        added = g["e2e_p50_delta_ms"] - q["e2e_p50_delta_ms"]
+        lines.append(
+            f"| {c} | {q['e2e_p50_delta_ms']:+.1f} ms | {g['e2e_p50_delta_ms']:+.1f} ms | "
+            f"{added:+.1f} ms | {q['ratio']['request_throughput_rps']:.3f} | "
+            f"{g['ratio']['request_throughput_rps']:.3f} |"
+        )
+    return lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--modes", default=",".join(INGRESS_MODES), help="ingress modes")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"ingress modes, and {GATEWAY} (default + gateway)"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="batches per server and level")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--prompts", type=int, default=64, help="least prompts per batch")
@@ -295,10 +333,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.short:
-        args.modes, args.rounds, args.concurrency = DEFAULT_INGRESS, 2, "1,8"
+        args.modes, args.rounds, args.concurrency = f"{DEFAULT_INGRESS},{GATEWAY}", 2, "1,8"
         args.prompts, args.waves, args.warmup = 8, 1, 4
     args.modes = [m for m in args.modes.split(",") if m]
-    unknown = set(args.modes) - set(INGRESS_MODES)
+    unknown = set(args.modes) - set(MODES)
     if unknown:
         parser.error(f"unknown ingress modes {sorted(unknown)}; choose from {INGRESS_MODES}")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
