@@ -36,7 +36,9 @@ SERVING_RULES: set[Rule] = {
     ("modeldeploy.dev", "modeldeployments", frozenset({"list", "watch", "patch"})),
     ("modeldeploy.dev", "modeldeployments/status", frozenset({"patch"})),
     ("", "pods", frozenset({"get", "list", "create", "delete"})),
-    ("", "services", frozenset({"get", "create", "update"})),
+    ("", "services", frozenset({"get", "list", "create", "update", "delete"})),
+    ("", "configmaps", frozenset({"get", "create", "update", "delete"})),
+    ("apps", "deployments", frozenset({"get", "create", "update", "delete"})),
     ("", "secrets", frozenset({"get"})),
     ("", "events", frozenset({"create"})),
 }

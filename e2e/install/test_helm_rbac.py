@@ -106,10 +106,8 @@ def test_calls_outside_the_role_are_denied(
         "delete a node": lambda: core.delete_node(DEFAULT_NODES[0].name),
         "list nodes": lambda: core.list_node(),
         "list Deployments": lambda: apps.list_namespaced_deployment(namespace),
-        "create a ConfigMap": lambda: core.create_namespaced_config_map(
-            namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="x"))
-        ),
-        "delete a Service": lambda: core.delete_namespaced_service("x", namespace),
+        "list ConfigMaps": lambda: core.list_namespaced_config_map(namespace),
+        "patch a Service": lambda: core.patch_namespaced_service("x", namespace, {}),
         "delete a ModelDeployment": lambda: custom.delete_namespaced_custom_object(
             "modeldeploy.dev", "v1alpha1", namespace, "modeldeployments", "x"
         ),

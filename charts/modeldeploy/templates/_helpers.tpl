@@ -66,15 +66,18 @@ modeldeploy
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "create", "delete"]
-# The head and endpoint Services: read, create, replace when they drift from the spec.
+# The head and endpoint Services: list a deployment's, create, replace when they drift from the
+# spec. The namespace's gateway Service (modeldeploy-gateway) is also deleted again when no
+# ModelDeployment asks for it.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "create", "update"]
-# The namespace's gateway (modeldeploy-gateway): its config, its pod's Deployment and its
-# Service, deleted again when no ModelDeployment asks for it. The gateway itself gets no API
-# access: its config and the Secrets it reads are mounted.
+  verbs: ["get", "list", "create", "update", "delete"]
+# The gateway's config and its pod's Deployment, kept like its Service; the gateway itself gets
+# no API access: its config and the Secrets it reads are mounted. ConfigMaps are also read for
+# spec.model.digests.configMapRef (the digest manifest replicas verify) and
+# spec.preflight.configMapRef (the model's config.json for the fit check).
 - apiGroups: [""]
-  resources: ["configmaps", "services"]
+  resources: ["configmaps"]
   verbs: ["get", "create", "update", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
@@ -82,11 +85,6 @@ modeldeploy
 # spec.model.tokenSecretRef is checked to exist and hold its key (keys only, never values).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
-# spec.model.digests.configMapRef (the digest manifest replicas verify) and
-# spec.preflight.configMapRef (the model's config.json for the fit check) are read.
-- apiGroups: [""]
-  resources: ["configmaps"]
   verbs: ["get"]
 # kopf posts the operator's Kubernetes events (Created, InsufficientGPU, ...).
 - apiGroups: [""]
