@@ -120,7 +120,10 @@ def test_refused_weights_are_named_then_verified_weights_serve(
     bad = sha256_file(tampered / "model.safetensors")
     assert verified["message"] == f"model.safetensors: sha256 expected {good}, got {bad}"
     status = mds.get("pinned")["status"]
-    assert status["model"] == {"revision": COMMIT}
+    # Refused: the pinned revision, and no verified digests (the replica's last reported step
+    # may be there too, under `progress`).
+    assert status["model"]["revision"] == COMMIT
+    assert "verifiedDigests" not in status["model"]
     assert any(
         e.reason == "DigestMismatch" and "model.safetensors" in e.message
         for e in mds.events("pinned")
