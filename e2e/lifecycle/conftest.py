@@ -13,6 +13,16 @@ from kubernetes import client
 
 from .harness import LocalRayHead, OperatorProcess
 
+# The tiny model on the CPU engine, sized for this machine, placed like a GPU replica.
+TINY_ENGINE = {
+    "dtype": "float32",
+    "maxModelLen": 256,
+    "maxNumSeqs": 8,
+    "gpuMemoryUtilization": 0.1,
+    "extraArgs": ["--enforce-eager"],
+}
+TINY_RESOURCES = {"gpuProduct": "NVIDIA-H100-80GB-HBM3", "cpu": "2", "memory": "8Gi"}
+
 
 @pytest.fixture(scope="session")
 def crds(cluster: LocalCluster) -> None:

@@ -26,7 +26,7 @@ from kubernetes import client
 
 from modeldeploy_serving.digests import sha256_file
 
-from .conftest import ModelDeployments
+from .conftest import TINY_ENGINE, TINY_RESOURCES, ModelDeployments
 from .harness import ROOT, LocalRayHead, OperatorProcess
 
 QWEN_CONFIG = ROOT / "tests" / "data" / "models" / "qwen2.5-7b-instruct" / "config.json"
@@ -99,14 +99,8 @@ def test_refused_weights_are_named_then_verified_weights_serve(
             "revision": COMMIT,
             "digests": {"configMapRef": {"name": "tiny-digests", "key": "manifest.json"}},
         },
-        "engine": {
-            "dtype": "float32",
-            "maxModelLen": 256,
-            "maxNumSeqs": 8,
-            "gpuMemoryUtilization": 0.1,
-            "extraArgs": ["--enforce-eager"],
-        },
-        "resources": {"gpuProduct": "NVIDIA-H100-80GB-HBM3", "cpu": "2", "memory": "8Gi"},
+        "engine": TINY_ENGINE,
+        "resources": TINY_RESOURCES,
         "scaling": {"minReplicas": 1, "maxReplicas": 1},
     }
     mds.create("pinned", spec)

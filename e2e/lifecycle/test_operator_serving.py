@@ -20,7 +20,7 @@ from typing import Any
 import openai
 from cluster.localcluster import wait_until
 
-from .conftest import ModelDeployments
+from .conftest import TINY_ENGINE, TINY_RESOURCES, ModelDeployments
 from .harness import LocalRayHead, OperatorProcess
 
 
@@ -100,14 +100,8 @@ def test_apply_serve_update_delete(
     start_operator(local_ray)
     spec = {
         "model": {"source": f"file://{tiny_model}", "servedModelName": "tiny"},
-        "engine": {
-            "dtype": "float32",
-            "maxModelLen": 256,
-            "maxNumSeqs": 8,
-            "gpuMemoryUtilization": 0.1,
-            "extraArgs": ["--enforce-eager"],
-        },
-        "resources": {"gpuProduct": "NVIDIA-H100-80GB-HBM3", "cpu": "2", "memory": "8Gi"},
+        "engine": TINY_ENGINE,
+        "resources": TINY_RESOURCES,
         "scaling": {
             "minReplicas": 1,
             "maxReplicas": 1,

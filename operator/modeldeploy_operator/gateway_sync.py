@@ -10,7 +10,8 @@ pure builders in gateway.py. Two choices keep the control plane's cost flat:
   where no ModelDeployment asks for the gateway gets none, and costs nothing. When the last one
   that asked stops asking (or is deleted), the objects are deleted; ones left from before an
   operator restart go with the namespace's last ModelDeployment (they are owned by all).
-The gateway's request counters are read over HTTP for `status.traffic`.
+The gateway's request counters are read over HTTP for `status.traffic`, at most once per
+`traffic_ttl_s` per namespace: every model's reconcile asks, and one answer covers them all.
 """
 
 from __future__ import annotations
@@ -77,12 +78,14 @@ class GatewaySync:
     url_template: str = GATEWAY_URL_TEMPLATE
     image: str = DEFAULT_GATEWAY_IMAGE
     resync_s: float = 60.0
+    traffic_ttl_s: float = 5.0
     fetch: Callable[[str], str | None] = fetch_text
     clock: Callable[[], float] = time.monotonic
     _seen: defaultdict[str, dict[str, ModelDeployment]] = field(
         default_factory=lambda: defaultdict(dict)
     )
     _synced: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _metrics: dict[str, tuple[str | None, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def observe(self, namespace: str, md: ModelDeployment) -> None:
@@ -140,5 +143,15 @@ class GatewaySync:
         """This model's request counts from the gateway; None without one or no answer."""
         if not self.serves(namespace):
             return None
-        text = self.fetch(self.url_template.format(namespace=namespace) + "/metrics")
+        text = self._gateway_metrics(namespace)
         return None if text is None else traffic_from_metrics(text, model)
+
+    def _gateway_metrics(self, namespace: str) -> str | None:
+        with self._lock:
+            cached = self._metrics.get(namespace)
+        if cached is not None and self.clock() - cached[1] < self.traffic_ttl_s:
+            return cached[0]
+        text = self.fetch(self.url_template.format(namespace=namespace) + "/metrics")
+        with self._lock:
+            self._metrics[namespace] = (text, self.clock())
+        return text

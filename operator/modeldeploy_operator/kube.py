@@ -61,7 +61,8 @@ class Kube:
         decoded: Obj = json.loads(response.data or b"{}")
         return decoded
 
-    def _get(self, path: str, namespace: str, name: str) -> Obj | None:
+    def get_object(self, path: str, namespace: str, name: str) -> Obj | None:
+        """Any namespaced object by collection path (e.g. .../configmaps); None if absent."""
         try:
             return self._call("GET", path + "/{name}", {"namespace": namespace, "name": name})
         except ApiException as exc:
@@ -69,7 +70,7 @@ class Kube:
                 return None
             raise
 
-    def _create(self, path: str, body: Obj) -> Obj | None:
+    def create_object(self, path: str, body: Obj) -> Obj | None:
         """Create; the object as stored, or None when one of that name exists already (a
         reconcile raced us)."""
         try:
@@ -89,20 +90,16 @@ class Kube:
         return self._list(POD, namespace, label_selector)
 
     def create_pod(self, body: Obj) -> Obj | None:
-        return self._create(POD, body)
+        return self.create_object(POD, body)
 
     def delete_pod(self, namespace: str, name: str) -> None:
-        try:
-            self._call("DELETE", POD + "/{name}", {"namespace": namespace, "name": name})
-        except ApiException as exc:
-            if not _not_found(exc):
-                raise
+        self.delete_object(POD, namespace, name)
 
     def list_services(self, namespace: str, label_selector: str) -> list[Obj]:
         return self._list(SERVICE, namespace, label_selector)
 
     def create_service(self, body: Obj) -> Obj | None:
-        return self._create(SERVICE, body)
+        return self.create_object(SERVICE, body)
 
     def replace_service(self, body: Obj, live: Obj) -> None:
         """Replace, keeping what the apiserver allocated (cluster IPs, node ports)."""
@@ -114,13 +111,6 @@ class Kube:
         metadata = body["metadata"]
         params = {"namespace": metadata["namespace"], "name": metadata["name"]}
         self._call("PUT", SERVICE + "/{name}", params, body=desired)
-
-    def get_object(self, path: str, namespace: str, name: str) -> Obj | None:
-        """Any namespaced object by collection path (e.g. .../configmaps); None if absent."""
-        return self._get(path, namespace, name)
-
-    def create_object(self, path: str, body: Obj) -> Obj | None:
-        return self._create(path, body)
 
     def replace_object(self, path: str, body: Obj, live: Obj) -> None:
         """Replace at the live object's resourceVersion (a Service keeps its allocated IPs)."""
@@ -140,14 +130,14 @@ class Kube:
 
     def get_secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The keys of a Secret (never its values), or None when it does not exist."""
-        secret = self._get(SECRET, namespace, name)
+        secret = self.get_object(SECRET, namespace, name)
         if secret is None:
             return None
         return set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())
 
     def get_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The data of a ConfigMap (a digest manifest, a config.json), or None when missing."""
-        found = self._get(CONFIGMAP, namespace, name)
+        found = self.get_object(CONFIGMAP, namespace, name)
         if found is None:
             return None
         return {str(k): str(v) for k, v in (found.get("data") or {}).items()}

@@ -111,3 +111,19 @@ def test_traffic_is_read_from_the_namespace_gateway() -> None:
     sync.observe("team", md("chat", privacy={"localOnly": True}))
     counts = sync.traffic("team", "chat")
     assert counts is not None and counts.overflow == 4
+
+
+def test_one_gateway_scrape_serves_every_model_of_the_namespace_for_a_while() -> None:
+    kube, now, urls = DictKube(), [0.0], []
+    sync = GatewaySync(
+        kube, "http://{name}-head.{namespace}.svc:8265", clock=lambda: now[0],
+        fetch=lambda url: urls.append(url) or METRICS,
+    )  # fmt: skip
+    for name in ("chat", "code"):
+        sync.observe("team", md(name, privacy={"localOnly": True}))
+    assert sync.traffic("team", "chat") is not None
+    assert sync.traffic("team", "code") is not None
+    assert len(urls) == 1
+    now[0] = sync.traffic_ttl_s
+    assert sync.traffic("team", "chat") is not None
+    assert len(urls) == 2
