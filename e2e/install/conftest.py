@@ -8,7 +8,7 @@ goes through RBAC with exactly the roles the chart grants.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,9 +93,9 @@ def start_operator(
     """The lifecycle tests' `start_operator`, as the chart's ServiceAccount."""
     started: list[OperatorProcess] = []
 
-    def start() -> OperatorProcess:
+    def start(flags: Sequence[str] = ()) -> OperatorProcess:
         closed = f"http://127.0.0.1:{free_port()}"  # no Ray here: the dashboard is unreachable
-        operator = OperatorProcess(operator_kubeconfig, closed, closed, 8000, tmp_path)
+        operator = OperatorProcess(operator_kubeconfig, closed, closed, 8000, tmp_path, flags)
         started.append(operator)
         operator.start()
         return operator

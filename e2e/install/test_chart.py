@@ -39,6 +39,7 @@ SERVING_RULES: set[Rule] = {
     ("", "services", frozenset({"get", "list", "create", "update", "delete"})),
     ("", "configmaps", frozenset({"get", "create", "update", "delete"})),
     ("apps", "deployments", frozenset({"get", "create", "update", "delete"})),
+    ("networking.k8s.io", "networkpolicies", frozenset({"list", "create", "update", "delete"})),
     ("", "secrets", frozenset({"get"})),
     ("", "events", frozenset({"create"})),
 }
@@ -158,6 +159,29 @@ def test_listed_namespaces_become_operator_flags() -> None:
     ]
 
 
+def selector_flag(args: list[str], flag: str) -> dict[str, str]:
+    [value] = [a.removeprefix(f"{flag}=") for a in args if a.startswith(f"{flag}=")]
+    return dict(pair.split("=", 1) for pair in value.split(","))
+
+
+def test_network_policies_off_by_default() -> None:
+    [container] = operator_deployment()["spec"]["template"]["spec"]["containers"]
+    assert not [a for a in container["args"] if "network-polic" in a or "selector" in a]
+
+
+def test_network_policies_flag_selects_the_operators_own_pods() -> None:
+    deployment = operator_deployment("--set", "networkPolicy.enabled=true")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--network-policies" in container["args"]
+    assert selector_flag(container["args"], "--operator-namespace-selector") == {
+        "kubernetes.io/metadata.name": "modeldeploy-system"
+    }
+    # The pods these labels pick are the Deployment's own, and only them.
+    pods = selector_flag(container["args"], "--operator-pod-selector")
+    assert pods == deployment["spec"]["selector"]["matchLabels"]
+    assert pods.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
 def test_pdb_only_with_more_than_one_replica() -> None:
     assert of_kind(documents(render()), "PodDisruptionBudget")
     assert not of_kind(documents(render(*VALUE_MODES["one-replica"])), "PodDisruptionBudget")
@@ -189,6 +213,8 @@ def test_deploy_manifest_is_current() -> None:
         (["--set", "replicaCount=0"], "/replicaCount"),
         (["--set", "operator.logFormat=xml"], "/operator/logFormat"),
         (["--set", "unknownValue=1"], "unknownValue"),
+        (["--set", "networkPolicy.enabled=yes"], "/networkPolicy/enabled"),
+        (["--set", "networkPolicy.ports={1}"], "networkPolicy"),
     ],
 )
 def test_values_schema_rejects(sets: list[str], complaint: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 from cluster.localcluster import DEFAULT_NODES, LocalCluster, wait_until
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from lifecycle import test_networkpolicies as networkpolicies
 from lifecycle import test_operator_faults as lifecycle
 
 from .conftest import Release
@@ -100,6 +101,7 @@ def test_calls_outside_the_role_are_denied(
     core = client.CoreV1Api(as_operator)
     apps = client.AppsV1Api(as_operator)
     custom = client.CustomObjectsApi(as_operator)
+    networking = client.NetworkingV1Api(as_operator)
     denied = {
         "list secrets, all namespaces": lambda: core.list_secret_for_all_namespaces(),
         "list secrets in a namespace": lambda: core.list_namespaced_secret(namespace),
@@ -107,6 +109,9 @@ def test_calls_outside_the_role_are_denied(
         "list nodes": lambda: core.list_node(),
         "list Deployments": lambda: apps.list_namespaced_deployment(namespace),
         "list ConfigMaps": lambda: core.list_namespaced_config_map(namespace),
+        "patch a NetworkPolicy": lambda: networking.patch_namespaced_network_policy(
+            "x", namespace, {}
+        ),
         "patch a Service": lambda: core.patch_namespaced_service("x", namespace, {}),
         "delete a ModelDeployment": lambda: custom.delete_namespaced_custom_object(
             "modeldeploy.dev", "v1alpha1", namespace, "modeldeployments", "x"
@@ -118,6 +123,7 @@ def test_calls_outside_the_role_are_denied(
     # What it may do answers normally (404: allowed, nothing there).
     assert status_of(lambda: core.read_namespaced_secret("absent", namespace)) == 404
     assert status_of(lambda: core.list_namespaced_pod(namespace)) == 200
+    assert status_of(lambda: networking.list_namespaced_network_policy(namespace)) == 200
 
 
 @pytest.mark.parametrize("verb", ["get", "list", "watch", "create", "update", "patch", "delete"])
@@ -142,10 +148,17 @@ def test_operator_cannot_touch_rbac_or_escalate(
 
 # The operator suite's lifecycle, as the chart's ServiceAccount. Reconciling without Ray:
 # children with GPU requests on GPU nodes, status and events, the scale subresource, garbage
-# collection on delete; drift repair; Secret reference checks; unschedulable GPU requests.
+# collection on delete; drift repair; Secret reference checks; unschedulable GPU requests; the
+# optional NetworkPolicies kept, repaired and removed (the role's networkpolicies rule).
 test_children_status_and_garbage_collection = lifecycle.test_children_status_and_garbage_collection
 test_drift_is_repaired = lifecycle.test_drift_is_repaired
 test_invalid_reference_creates_nothing = lifecycle.test_invalid_reference_creates_nothing
 test_insufficient_gpu_carries_scheduler_message = (
     lifecycle.test_insufficient_gpu_carries_scheduler_message
+)
+test_policies_follow_the_spec_and_are_repaired = (
+    networkpolicies.test_policies_follow_the_spec_and_are_repaired
+)
+test_policies_left_from_a_run_with_the_flag_are_removed_without_it = (
+    networkpolicies.test_policies_left_from_a_run_with_the_flag_are_removed_without_it
 )

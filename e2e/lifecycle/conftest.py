@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def start_operator(
     """Starts `modeldeploy operator` against the cluster; every one started is stopped after."""
     started: list[OperatorProcess] = []
 
-    def start(ray: LocalRayHead | None = None) -> OperatorProcess:
+    def start(ray: LocalRayHead | None = None, flags: Sequence[str] = ()) -> OperatorProcess:
         # Without a Ray head, point at a closed port: the dashboard is unreachable.
         closed = f"http://127.0.0.1:{free_port()}"
         operator = OperatorProcess(
@@ -45,6 +45,7 @@ def start_operator(
             metrics_template=ray.metrics_url if ray else closed,
             serve_port=ray.serve_port if ray else 8000,
             log_dir=tmp_path,
+            flags=flags,
         )
         started.append(operator)
         operator.start()

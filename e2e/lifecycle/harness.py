@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from cluster.localcluster import free_port
@@ -31,8 +32,10 @@ class OperatorProcess:
         metrics_template: str,
         serve_port: int,
         log_dir: Path,
+        flags: Sequence[str] = (),
     ) -> None:
         self.kubeconfig = kubeconfig
+        self.flags = tuple(flags)
         self.dashboard_template = dashboard_template
         self.metrics_template = metrics_template
         self.serve_port = serve_port
@@ -55,6 +58,7 @@ class OperatorProcess:
             "--metrics-port=0",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
             "--verbose",
+            *self.flags,
         ]
         # A stable peer identity: a restarted operator takes its own place in the peering.
         env = {**os.environ, "POD_ID": "e2e-operator"}

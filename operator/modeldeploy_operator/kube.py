@@ -21,6 +21,7 @@ POD = "/api/v1/namespaces/{namespace}/pods"
 SERVICE = "/api/v1/namespaces/{namespace}/services"
 SECRET = "/api/v1/namespaces/{namespace}/secrets"
 CONFIGMAP = "/api/v1/namespaces/{namespace}/configmaps"
+NETWORKPOLICY = "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
 
 
 def _not_found(exc: ApiException) -> bool:
@@ -85,6 +86,10 @@ class Kube:
             "GET", path, {"namespace": namespace}, query=[("labelSelector", label_selector)]
         )
         return list(found.get("items") or [])
+
+    def list_objects(self, path: str, namespace: str, label_selector: str) -> list[Obj]:
+        """Any namespaced kind by collection path, by label selector."""
+        return self._list(path, namespace, label_selector)
 
     def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
         return self._list(POD, namespace, label_selector)

@@ -79,3 +79,11 @@ def endpoint_url(name: str, namespace: str, port: int) -> str:
 def head_address(name: str, namespace: str) -> str:
     """DNS name of the head Service inside the cluster."""
     return f"{head_service(name)}.{namespace}.svc"
+
+
+def head_network_policy(name: str) -> str:
+    return f"{name}-head"
+
+
+def endpoint_network_policy(name: str) -> str:
+    return f"{name}-endpoint"

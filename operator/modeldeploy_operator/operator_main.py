@@ -7,6 +7,7 @@ import ctypes
 import logging
 import os
 import random
+import sys
 
 from .dashboard import (
     DEFAULT_DASHBOARD_URL,
@@ -15,6 +16,7 @@ from .dashboard import (
     dashboard_url,
 )
 from .gateway import DEFAULT_GATEWAY_IMAGE, GATEWAY_URL_TEMPLATE
+from .networkpolicies import OperatorPeers, parse_selector
 
 PEERING_NAME = "modeldeploy"
 
@@ -97,8 +99,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="this replica's peering priority (highest is active); default: random per start",
     )
+    parser.add_argument(
+        "--network-policies",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("MODELDEPLOY_NETWORK_POLICIES", "").lower() in {"1", "true", "yes"},
+        help=(
+            "give each ModelDeployment NetworkPolicies: its Ray head reachable only from its "
+            "workers, the operator and the gateway, and its Serve port only from the gateway "
+            "when API keys are set (env MODELDEPLOY_NETWORK_POLICIES)"
+        ),
+    )
+    parser.add_argument(
+        "--operator-namespace-selector",
+        default=os.environ.get("MODELDEPLOY_OPERATOR_NAMESPACE_SELECTOR", ""),
+        help=(
+            "labels of the operator's namespace (k=v,...), allowed to the Ray heads with "
+            "--network-policies (env MODELDEPLOY_OPERATOR_NAMESPACE_SELECTOR)"
+        ),
+    )
+    parser.add_argument(
+        "--operator-pod-selector",
+        default=os.environ.get("MODELDEPLOY_OPERATOR_POD_SELECTOR", ""),
+        help=(
+            "labels of the operator's pods (k=v,...), allowed to the Ray heads with "
+            "--network-policies (env MODELDEPLOY_OPERATOR_POD_SELECTOR)"
+        ),
+    )
     parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     parser.add_argument("--verbose", action="store_true")
+
+
+def operator_peers(args: argparse.Namespace) -> OperatorPeers | None:
+    """The operator's pods for the NetworkPolicies; None without --network-policies.
+    ValueError naming the flag when a selector is missing or malformed."""
+    if not args.network_policies:
+        return None
+    return OperatorPeers(
+        namespace_labels=parse_selector(
+            args.operator_namespace_selector, "--operator-namespace-selector"
+        ),
+        pod_labels=parse_selector(args.operator_pod_selector, "--operator-pod-selector"),
+    )
 
 
 def _load_kube_config(kubeconfig: str | None) -> None:
@@ -132,6 +173,11 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        peers = operator_peers(args)  # a bad selector fails here, before anything starts
+    except ValueError as exc:
+        print(f"modeldeploy operator: {exc}", file=sys.stderr)
+        return 2
     if args.kubeconfig:
         # Before the first `import kubernetes`: it reads $KUBECONFIG once, at import, and kopf's
         # login handler relies on that default.
@@ -179,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         dashboard_for=dashboard_for,
         serve_http_port=args.serve_http_port,
         gateway=gateway,
+        network_policies=peers,
     )
     if args.metrics_port:
         start_http_server(args.metrics_port)

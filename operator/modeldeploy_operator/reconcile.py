@@ -28,8 +28,9 @@ from .dashboard import (
 from .gateway import secret_problems, secret_refs
 from .gateway_sync import GatewaySync
 from .hashing import hash_of
-from .kube import Kube
+from .kube import NETWORKPOLICY, Kube
 from .model_checks import Check, Pinned, digest_manifest, fit_from_config, local_model_config
+from .networkpolicies import OperatorPeers, build_network_policies, plan_policies
 from .owner import Owner
 from .pods import build_head_pod, build_worker_pod
 from .podstate import is_ready, unschedulable_message, worker_from_pod
@@ -91,6 +92,10 @@ class Reconciler:
     now: Callable[[], str] = field(default=utc_now)
     gateway: GatewaySync | None = None
     """The namespaces' gateways (keys, overflow, localOnly); None leaves them out."""
+    network_policies: OperatorPeers | None = None
+    """Where the operator's pods are, for the NetworkPolicies; None: no policies."""
+    _policies_checked: set[str] = field(default_factory=set)
+    """uids whose leftover policies were looked for while policies are off (once per start)."""
 
     def reconcile(self, body: dict[str, Any], events: EventSink) -> dict[str, Any]:
         """Bring the children of `body` to its spec; return the status to write."""
@@ -157,6 +162,8 @@ class Reconciler:
         owner = Owner(name=name, namespace=namespace, uid=metadata["uid"], spec=md.spec)
         # One list per kind finds every child: cheaper for the apiserver than a GET per child.
         owned = names.owned_selector(name)
+        # Before the head exists: its ports are closed to others from its first start.
+        self._sync_policies(owner, events)
         services = {s["metadata"]["name"]: s for s in self.kube.list_services(namespace, owned)}
         for service in (build_head_service(owner), build_endpoint_service(owner)):
             self._ensure_service(owner, service, services.get(service["metadata"]["name"]), events)
@@ -273,6 +280,34 @@ class Reconciler:
             self.kube.replace_service(desired, live)
             self._count(owner, "Service", "replace")
             events.normal("Updated", f"updated Service {service_name}")
+
+    def _sync_policies(self, owner: Owner, events: EventSink) -> None:
+        """NetworkPolicies to the spec. With the feature off, the policies a run with it on
+        left behind are looked for once per ModelDeployment per start, not on every resync."""
+        if self.network_policies is None and owner.uid in self._policies_checked:
+            return
+        desired = build_network_policies(owner, self.network_policies)
+        live = self.kube.list_objects(
+            NETWORKPOLICY, owner.namespace, names.owned_selector(owner.name)
+        )
+        plan = plan_policies(desired, live)
+        for policy in plan.create:
+            if self.kube.create_object(NETWORKPOLICY, policy):
+                self._count(owner, "NetworkPolicy", "create")
+                events.normal("Created", f"created NetworkPolicy {policy['metadata']['name']}")
+        for policy, stale in plan.replace:
+            self.kube.replace_object(NETWORKPOLICY, policy, stale)
+            self._count(owner, "NetworkPolicy", "replace")
+            events.normal("Updated", f"updated NetworkPolicy {policy['metadata']['name']}")
+        for policy_name in plan.delete:
+            self.kube.delete_object(NETWORKPOLICY, owner.namespace, policy_name)
+            self._count(owner, "NetworkPolicy", "delete")
+            events.normal("Deleted", f"deleted NetworkPolicy {policy_name}")
+        if self.network_policies is None:
+            self._policies_checked.add(owner.uid)
+        else:
+            kind = "NetworkPolicy"
+            metrics.MANAGED_OBJECTS.labels(owner.namespace, owner.name, kind).set(len(desired))
 
     def _ensure_head(
         self, owner: Owner, live: dict[str, Any] | None, events: EventSink

@@ -82,6 +82,12 @@ modeldeploy
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "create", "update", "delete"]
+# The optional NetworkPolicies (networkPolicy.enabled): list a deployment's, create, replace
+# when they drift, delete the ones no longer wanted. Granted with the feature off too, so an
+# operator restarted without it removes the policies an earlier run made.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "create", "update", "delete"]
 # spec.model.tokenSecretRef is checked to exist and hold its key (keys only, never values).
 - apiGroups: [""]
   resources: ["secrets"]
