@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cluster.localcluster import free_port
+from secret_scan import OPERATOR_LOGS
 
 from modeldeploy_serving.ingress import DEFAULT_INGRESS, IngressMode
 from modeldeploy_serving.local import local_ray_env
@@ -40,6 +41,7 @@ class OperatorProcess:
         self.metrics_template = metrics_template
         self.serve_port = serve_port
         self.log = log_dir / "operator.log"
+        OPERATOR_LOGS.append(self.log)  # scanned for secret values when the session ends
         self.proc: subprocess.Popen[bytes] | None = None
         self.liveness_port = 0
 
