@@ -85,6 +85,13 @@ def architecture_from_config(config: Mapping[str, Any]) -> Architecture:
         config = {**config, **text}  # multimodal models nest the language model's numbers
     hidden = _int(config, "hidden_size", "n_embd", "d_model")
     heads = _int(config, "num_attention_heads", "n_head")
+    kv_heads = _int(config, "num_key_value_heads", "num_kv_heads", default=heads)
+    if heads <= 0 or kv_heads <= 0:
+        # Checked here: every later step divides by them.
+        raise ValueError(
+            f"config.json: expected attention heads above 0, got {heads} "
+            f"(num_attention_heads) and {kv_heads} (num_key_value_heads)"
+        )
     intermediate = _int(config, "intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)
     experts = _int(config, "num_local_experts", "num_experts", "n_routed_experts", default=0)
     quant = config.get("quantization_config")
@@ -102,7 +109,7 @@ def architecture_from_config(config: Mapping[str, Any]) -> Architecture:
         num_layers=_int(config, "num_hidden_layers", "n_layer", "num_layers"),
         hidden_size=hidden,
         num_heads=heads,
-        num_kv_heads=_int(config, "num_key_value_heads", "num_kv_heads", default=heads),
+        num_kv_heads=kv_heads,
         head_dim=_int(config, "head_dim", default=hidden // heads),
         vocab_size=_int(config, "vocab_size"),
         intermediate_size=intermediate,

@@ -123,6 +123,13 @@ def test_tensor_parallel_size_must_divide_the_heads() -> None:
     assert "tensorParallelSize 3 and the model's 4 KV heads" in three.message
 
 
+@pytest.mark.parametrize("key", ["num_attention_heads", "num_key_value_heads"])
+def test_zero_heads_is_a_named_error_not_a_division_by_zero(key: str) -> None:
+    config = json.loads((MODELS / "qwen2.5-7b-instruct" / "config.json").read_text())
+    with pytest.raises(ValueError, match="expected attention heads above 0"):
+        architecture_from_config({**config, key: 0})
+
+
 def test_tensor_parallelism_splits_weights_and_kv_heads() -> None:
     one = check_fit(arch("qwen2.5-7b-instruct"), on("NVIDIA-L4", max_model_len=16384))
     two = check_fit(
