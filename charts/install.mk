@@ -18,7 +18,7 @@ DOCKERFILES := docker/operator.Dockerfile docker/serving.Dockerfile
 CHART_LINT_SETS := \
 	"" \
 	"--set 'watchNamespaces={team-a,team-b}'" \
-	"--set metrics.serviceMonitor.enabled=true --set grafana.dashboard.enabled=true" \
+	"--set metrics.serviceMonitor.enabled=true --set grafana.dashboard.enabled=true --set networkPolicy.enabled=true" \
 	"--set replicaCount=1 --set image.digest=sha256:$$(printf '0%.0s' {1..64})"
 
 .PHONY: chart-lint deploy-manifests chart-crds

@@ -34,6 +34,8 @@ VALUE_MODES: dict[str, list[str]] = {
         "metrics.serviceMonitor.enabled=true",
         "--set",
         "grafana.dashboard.enabled=true",
+        "--set",
+        "networkPolicy.enabled=true",
     ],
     "one-replica": ["--set", "replicaCount=1"],
 }

@@ -223,7 +223,7 @@ def test_a_config_json_with_zero_heads_is_reported_not_fatal(
     mds.create("zero-heads", spec)
     fit = mds.wait_condition("zero-heads", "FitCheck", "Unknown", "NoModelConfig", timeout=90)
     assert "spec.preflight.configMapRef" in fit["message"], fit
-    assert "expected attention heads above 0" in fit["message"], fit
+    assert "expected num_attention_heads to be at least 1" in fit["message"], fit
     wait_until(lambda: mds.pods("zero-heads"), 60, "the children of a spec that is not refused")
 
 

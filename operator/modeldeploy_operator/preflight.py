@@ -68,10 +68,18 @@ class Architecture:
     sliding_layers: int = 0
 
 
-def _int(config: Mapping[str, Any], *keys: str, default: int | None = None) -> int:
+def _int(
+    config: Mapping[str, Any], *keys: str, default: int | None = None, minimum: int = 1
+) -> int:
+    """The first of `keys` that holds an integer; a size below `minimum` is refused here, naming
+    its key, since every later step multiplies or divides by it."""
     for key in keys:
         value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
+            if value < minimum:
+                raise ValueError(
+                    f"config.json: expected {key} to be at least {minimum}, got {value}"
+                )
             return value
     if default is not None:
         return default
@@ -86,14 +94,10 @@ def architecture_from_config(config: Mapping[str, Any]) -> Architecture:
     hidden = _int(config, "hidden_size", "n_embd", "d_model")
     heads = _int(config, "num_attention_heads", "n_head")
     kv_heads = _int(config, "num_key_value_heads", "num_kv_heads", default=heads)
-    if heads <= 0 or kv_heads <= 0:
-        # Checked here: every later step divides by them.
-        raise ValueError(
-            f"config.json: expected attention heads above 0, got {heads} "
-            f"(num_attention_heads) and {kv_heads} (num_key_value_heads)"
-        )
     intermediate = _int(config, "intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)
-    experts = _int(config, "num_local_experts", "num_experts", "n_routed_experts", default=0)
+    experts = _int(
+        config, "num_local_experts", "num_experts", "n_routed_experts", default=0, minimum=0
+    )
     quant = config.get("quantization_config")
     quant = quant if isinstance(quant, Mapping) else {}
     layer_types = config.get("layer_types")
@@ -115,7 +119,9 @@ def architecture_from_config(config: Mapping[str, Any]) -> Architecture:
         intermediate_size=intermediate,
         num_experts=experts,
         expert_intermediate_size=_int(config, "moe_intermediate_size", default=intermediate),
-        shared_expert_intermediate_size=_int(config, "shared_expert_intermediate_size", default=0),
+        shared_expert_intermediate_size=_int(
+            config, "shared_expert_intermediate_size", default=0, minimum=0
+        ),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         dtype=str(dtype),
         quantization=str(quant["quant_method"]) if "quant_method" in quant else None,

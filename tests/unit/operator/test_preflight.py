@@ -123,11 +123,21 @@ def test_tensor_parallel_size_must_divide_the_heads() -> None:
     assert "tensorParallelSize 3 and the model's 4 KV heads" in three.message
 
 
-@pytest.mark.parametrize("key", ["num_attention_heads", "num_key_value_heads"])
-def test_zero_heads_is_a_named_error_not_a_division_by_zero(key: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("num_attention_heads", 0),
+        ("num_key_value_heads", 0),
+        ("num_hidden_layers", -32),
+        ("head_dim", 0),
+        ("hidden_size", 0),
+        ("vocab_size", -1),
+    ],
+)
+def test_a_size_below_one_is_a_named_error_not_nonsense_figures(key: str, value: int) -> None:
     config = json.loads((MODELS / "qwen2.5-7b-instruct" / "config.json").read_text())
-    with pytest.raises(ValueError, match="expected attention heads above 0"):
-        architecture_from_config({**config, key: 0})
+    with pytest.raises(ValueError, match=f"expected {key} to be at least 1, got {value}"):
+        architecture_from_config({**config, key: value})
 
 
 def test_tensor_parallelism_splits_weights_and_kv_heads() -> None:
