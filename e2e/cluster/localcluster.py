@@ -414,6 +414,25 @@ class LocalCluster:
         self.kubeconfig.chmod(0o600)
         self._wait(proc, deadline, lambda: self._api_ok("/readyz"))
 
+    def restart_apiserver(self, timeout: float = 120.0) -> None:
+        """Stop kube-apiserver and start it again on the same port with the same etcd, keys and
+        flags, as a control-plane upgrade or a crash does; return once it is ready again.
+
+        Every client (controllers, kwok, operators, tests) keeps its address and credentials;
+        what it sees is its connections and watches cut while the apiserver is away.
+        """
+        old = next(p for p in self.procs if p.name == "kube-apiserver")
+        # The running process's own command line: the same binary, port, etcd and flags.
+        args = Path(f"/proc/{old.pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+        old.stop()
+        proc = self._spawn("kube-apiserver", args)
+        # Back in the old one's place: components stop in reverse start order, and the
+        # controllers must go before the apiserver they talk to.
+        self.procs.remove(proc)
+        self.procs[self.procs.index(old)] = proc
+        self._write_state()
+        self._wait(proc, time.monotonic() + timeout, lambda: self._api_ok("/readyz"))
+
     def _start_controllers(self, deadline: float) -> None:
         kubeconfig = str(self.kubeconfig)
         cm_port, sched_port = free_port(), free_port()

@@ -3,11 +3,14 @@ head standing in for the head pod (pods do not really run on kwok nodes)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -174,3 +177,125 @@ class LocalRayHead:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=30)
+
+    def _runtime_starts(self) -> int:
+        log = Path(self.temp) / "ray-start.log"
+        return log.read_text(errors="replace").count("Ray runtime started.") if log.exists() else 0
+
+    def start_confirmed(self, attempts: int = 3, timeout: float = 180) -> None:
+        """start(), then wait until `ray start` says the runtime started. On a loaded machine
+        the dashboard may answer while the raylet misses Ray's own start-up deadline, and
+        `ray start` then exits; such a start is tried again, up to `attempts` in all."""
+        for _ in range(attempts):
+            before = self._runtime_starts()
+            try:
+                self.start()
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and self._runtime_starts() == before:
+                    if self.proc is None or self.proc.poll() is not None:
+                        break
+                    time.sleep(0.5)
+                running = self.proc is not None and self.proc.poll() is None
+                if running and self._runtime_starts() > before:
+                    return
+            except (RuntimeError, TimeoutError):
+                pass
+            self.stop()
+        raise RuntimeError(f"ray start failed {attempts} times; see {self.temp}/ray-start.log")
+
+    def restart(self) -> None:
+        """Stop every Ray process of this head and start a fresh one on the same ports: what a
+        head pod's restart does to its Ray cluster (GCS state and Serve applications gone)."""
+        self.stop()
+        self.start_confirmed()
+
+
+class TcpRelay:
+    """A TCP relay from a free local port to `target_port`, switched on and off by the test.
+
+    A real network fault between a client and a server: while stopped, the port refuses
+    connections and every relayed connection is cut, as when a pod's network goes away.
+    The same port is reused on every start, so the client needs no new address.
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._accepting: threading.Thread | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._running = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        # A short timeout so the accept loop notices stop() without a blocked accept().
+        listener.settimeout(0.2)
+        self._listener = listener
+        self._running.set()
+        self._accepting = threading.Thread(target=self._accept_loop, daemon=True)
+        self._accepting.start()
+
+    def stop(self) -> None:
+        self._running.clear()
+        if self._accepting is not None:
+            self._accepting.join(timeout=10)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            # Shut down, not closed: each connection's own thread closes its sockets.
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while self._running.is_set():
+            try:
+                downstream, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                downstream.close()  # the server itself is down: the client sees a reset
+                continue
+            with self._lock:
+                self._open.update((downstream, upstream))
+            threading.Thread(target=self._relay, args=(downstream, upstream), daemon=True).start()
+
+    def _relay(self, downstream: socket.socket, upstream: socket.socket) -> None:
+        """Both directions of one connection; both sockets closed once both are done."""
+        for sock in (downstream, upstream):
+            sock.settimeout(None)
+        back = threading.Thread(target=self._pump, args=(upstream, downstream), daemon=True)
+        back.start()
+        self._pump(downstream, upstream)
+        back.join()
+        with self._lock:
+            self._open.discard(downstream)
+            self._open.discard(upstream)
+        downstream.close()
+        upstream.close()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+            # End of one direction: pass the half-close on, the other direction goes on.
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            # Cut by stop() or by a peer: drop both ends, which also ends the other direction.
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from . import metrics
@@ -35,6 +36,8 @@ RESYNC_THREADS = 2
 # Threads for create/update/resume handlers. Each reconcile mostly waits on the apiserver, so
 # kopf's default (CPU count + 4) left the apiserver idle while hundreds of objects queued.
 HANDLER_THREADS = 16
+# Seconds before a reconcile that a Kubernetes API call failed is tried again.
+API_RETRY_S = 5
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,21 @@ class KopfEvents:
         kopf.warn(self.body, reason=reason, message=message)
 
 
+def api_retry(exc: ApiException | urllib3.exceptions.HTTPError) -> kopf.TemporaryError:
+    """A failed Kubernetes call, as a retry in a few seconds (never a sleep in the handler).
+
+    Conflicts and apiserver hiccups answer with a status; an apiserver that is away (restarted,
+    unreachable) raises urllib3's errors instead. Left to kopf, those would wait out its default
+    backoff of a minute before the next try, so drift repair and status stopped that long after
+    every apiserver restart.
+    """
+    if isinstance(exc, ApiException):
+        return kopf.TemporaryError(f"Kubernetes API: {exc.status} {exc.reason}", delay=API_RETRY_S)
+    return kopf.TemporaryError(
+        f"Kubernetes API unreachable: {type(exc).__name__}", delay=API_RETRY_S
+    )
+
+
 def build_registry(reconciler: Reconciler, resync_seconds: float) -> kopf.OperatorRegistry:
     """A kopf registry with every handler of the operator bound to `reconciler`."""
     registry = kopf.OperatorRegistry()
@@ -63,11 +81,8 @@ def build_registry(reconciler: Reconciler, resync_seconds: float) -> kopf.Operat
         with locks[uid]:
             try:
                 status = reconciler.reconcile(dict(body), KopfEvents(body))
-            except ApiException as exc:
-                # Conflicts and apiserver hiccups: retry soon, never sleep in the handler.
-                raise kopf.TemporaryError(
-                    f"Kubernetes API: {exc.status} {exc.reason}", delay=5
-                ) from None
+            except (ApiException, urllib3.exceptions.HTTPError) as exc:
+                raise api_retry(exc) from None
             reconciled_at[uid] = time.monotonic()
         # An unchanged status is not written: with hundreds of ModelDeployments, the timer's
         # no-op patches were a steady load on the apiserver for nothing.
