@@ -88,12 +88,15 @@ class VLLMServer:
         import asyncio
 
         from modeldeploy_serving.engine import start_engine_and_app
+        from modeldeploy_serving.http_errors import install as install_openai_http_errors
         from modeldeploy_serving.model_files import prepare_model
 
         # Download (once per cache) and verify before the engine reads a byte: a file that
         # differs from its audited digest raises here, and this replica never starts.
         config = await asyncio.to_thread(prepare_model, self._config)
         self._engine, app = await start_engine_and_app(config)
+        # An unknown path or method answers as an OpenAI error object too, as vLLM's own errors.
+        install_openai_http_errors(app)
         return app
 
     async def check_health(self) -> None:

@@ -28,6 +28,27 @@ INGRESS_MODES: tuple[str, ...] = get_args(IngressMode)
 # concurrency 1 and in throughput overall.
 DEFAULT_INGRESS: IngressMode = "haproxy-throughput"
 
+# HAProxy closes a client connection that sends nothing for this long while HAProxy waits for
+# it (an incomplete request, an idle keep-alive connection). Ray's default is an hour: a client
+# that sends its headers and then stalls would hold a connection (of `maxconn`) that long. It
+# does not limit a generation: while the request is complete and the replica computes, HAProxy
+# is not waiting for the client.
+HAPROXY_CLIENT_TIMEOUT_S = 30
+# When HAProxy retries a request on another replica (`option redispatch` is Ray's): the
+# connection failed (nothing was sent; Ray's default), or the replica closed the connection
+# without a byte of response, as a replica killed mid-request does. Both are safe to replay for
+# inference: the first replica returned nothing, and an OpenAI request has no side effect a
+# replay would repeat. A response already started (a stream) is never replayed.
+HAPROXY_RETRY_ON = "conn-failure empty-response"
+
+
+def haproxy_env() -> dict[str, str]:
+    """HAProxy settings common to every haproxy mode (pure)."""
+    return {
+        "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(HAPROXY_CLIENT_TIMEOUT_S),
+        "RAY_SERVE_HAPROXY_RETRY_ON": HAPROXY_RETRY_ON,
+    }
+
 
 def ingress_env(mode: IngressMode) -> dict[str, str]:
     """Environment variables that select `mode` (pure)."""
@@ -44,13 +65,19 @@ def ingress_env(mode: IngressMode) -> dict[str, str]:
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
         }
     if mode == "haproxy":
-        return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"}
+        return haproxy_env() | {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
+        }
     if mode == "haproxy-mainloop":
-        return {
+        return haproxy_env() | {
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
             "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
         }
     if mode == "haproxy-throughput":
-        return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+        return haproxy_env() | {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        }
     raise ValueError(f"unknown ingress mode {mode!r}; expected one of {INGRESS_MODES}")

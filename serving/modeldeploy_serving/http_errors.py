@@ -1,0 +1,41 @@
+"""OpenAI error objects for the HTTP errors of routing: unknown path (404), wrong method (405).
+
+vLLM's app answers its own errors as OpenAI error objects, but it registers its handler for
+FastAPI's HTTPException only; Starlette's router raises Starlette's HTTPException for a path or
+method it does not serve, which FastAPI answers as `{"detail": "Not Found"}`. An OpenAI client
+then sees a body it cannot read as an error. `install` adds a handler for Starlette's class:
+FastAPI's subclass keeps vLLM's handler (the most specific class wins).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+
+def openai_error(status: int, message: str) -> dict[str, Any]:
+    """The OpenAI error object for an HTTP status (pure)."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return {"error": {"message": message, "type": phrase, "param": None, "code": status}}
+
+
+def install(app: Any) -> None:
+    """Answer Starlette's HTTP errors in `app` (a FastAPI app) as OpenAI error objects."""
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code in (204, 304):
+            # No body allowed.
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        message = f"{exc.detail}: {request.method} {request.url.path}"
+        return JSONResponse(
+            openai_error(exc.status_code, message), status_code=exc.status_code, headers=exc.headers
+        )
+
+    app.add_exception_handler(HTTPException, handle)
