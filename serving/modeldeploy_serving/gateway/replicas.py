@@ -1,8 +1,10 @@
 """How many replicas of each local model are ready: read from Ray Serve's own view.
 
-Two real sources behind one small interface:
-- `ServeStatusSource`: `serve.status()` of the Serve instance this process is connected to (the
-  local run, where the gateway runs in the process that started Ray);
+Three real sources behind one small interface:
+- `ServeStatusSource`: `serve.status()` of the Serve instance this process is connected to;
+- `FileSource`: counts another process publishes in a small JSON file (the local run: the
+  process that started Ray reads `serve.status()` and writes them with `write_counts`, and the
+  gateway runs in a process of its own, which needs no Ray);
 - `DashboardSource`: the Serve REST API of each model's Ray dashboard (in the cluster, where the
   gateway is a Deployment and each ModelDeployment has its own Ray head).
 
@@ -13,7 +15,11 @@ request, and a request to an application at zero replicas starts a cold start.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -41,10 +47,10 @@ class ServeStatusSource:
     """`serve.status()` in this process (which must be connected to Ray)."""
 
     async def ready_replicas(self, app_names: Sequence[str]) -> dict[str, int | None]:
-        return await asyncio.to_thread(self._read, list(app_names))
+        return await asyncio.to_thread(self.read, list(app_names))
 
     @staticmethod
-    def _read(app_names: list[str]) -> dict[str, int | None]:
+    def read(app_names: list[str]) -> dict[str, int | None]:
         from ray import serve
 
         status = serve.status()
@@ -61,6 +67,47 @@ class ServeStatusSource:
                 if state == "RUNNING"
             )
         return found
+
+
+def counts_from_json(text: str, app_names: Sequence[str]) -> dict[str, int | None]:
+    """Counts of `app_names` in a file `write_counts` wrote (pure); None where not readable."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    counts = data if isinstance(data, dict) else {}
+    found: dict[str, int | None] = {}
+    for name in app_names:
+        value = counts.get(name)
+        found[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
+    return found
+
+
+def write_counts(path: Path, counts: Mapping[str, int | None]) -> None:
+    """Replace `path` with `counts` at once (write, then rename): a reader never sees half."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(dict(counts)), encoding="utf-8")
+    os.replace(partial, path)
+
+
+class FileSource:
+    """Counts published in a file by the process that can read Serve (see `write_counts`).
+
+    A file older than `max_age_s` reads as unknown: its writer has stopped or hangs, and stale
+    counts would steer requests on a state that no longer holds."""
+
+    def __init__(self, path: Path, max_age_s: float) -> None:
+        self.path = path
+        self.max_age_s = max_age_s
+
+    async def ready_replicas(self, app_names: Sequence[str]) -> dict[str, int | None]:
+        try:
+            if time.time() - self.path.stat().st_mtime > self.max_age_s:
+                return dict.fromkeys(app_names)
+            text = self.path.read_text(encoding="utf-8")
+        except OSError:
+            return dict.fromkeys(app_names)
+        return counts_from_json(text, app_names)
 
 
 class DashboardSource:
@@ -90,11 +137,17 @@ class DashboardSource:
 
 
 class CombinedSource:
-    """Local-run applications from serve.status(), the others from their dashboards."""
+    """Local-run applications from `local` (serve.status() by default), the others from their
+    dashboards."""
 
-    def __init__(self, in_process: Sequence[str], dashboards: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        in_process: Sequence[str],
+        dashboards: Mapping[str, str],
+        local: ReplicaSource | None = None,
+    ) -> None:
         self.in_process = set(in_process)
-        self.serve = ServeStatusSource()
+        self.serve = local or ServeStatusSource()
         self.dashboard = DashboardSource(dashboards)
 
     async def ready_replicas(self, app_names: Sequence[str]) -> dict[str, int | None]:
