@@ -60,7 +60,7 @@ def start_operator(
 def local_ray() -> Iterator[LocalRayHead]:
     head = LocalRayHead()
     try:
-        head.start()
+        head.start_confirmed()
         yield head
     finally:
         head.stop()
