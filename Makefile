@@ -73,3 +73,10 @@ bench-control-plane: cluster-binaries $(STAMP)
 .PHONY: bench-digest
 bench-digest: $(STAMP)
 	$(PY) bench/digest.py
+
+# Ten minutes of the request trace at 2x against the whole local stack (control plane, operator,
+# Ray, the CPU engine): errors beyond the intended 429s and memory growth of the operator and the
+# ingress. Writes bench/results/reliability-load.json and reliability-load.md.
+.PHONY: bench-reliability
+bench-reliability: cluster-binaries $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m bench.reliability
