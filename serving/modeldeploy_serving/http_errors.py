@@ -39,3 +39,6 @@ def install(app: Any) -> None:
         )
 
     app.add_exception_handler(HTTPException, handle)
+    # vLLM's build_app returns the app with its middleware stack already built, and that stack
+    # holds a copy of the handlers it was built with: rebuild it so the new handler is in it.
+    app.middleware_stack = app.build_middleware_stack()

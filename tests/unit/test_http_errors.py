@@ -28,6 +28,8 @@ def test_routing_errors_become_openai_errors_and_app_errors_keep_their_handler()
     async def thing() -> None:
         raise HTTPException(418, "teapot")
 
+    # As vLLM's build_app leaves it: the middleware stack (and its copy of the handlers) built.
+    app.middleware_stack = app.build_middleware_stack()
     install(app)
     client = TestClient(app)
     missing = client.get("/v1/nothing")
