@@ -146,7 +146,7 @@ def reconcile_from_scratch(
     with NamespaceWatches(cluster, namespace) as progress:
         cpu_before = _cpu_by_process(cluster, operator)
         started = operator.start()
-        peak_kb = 0
+        peak_kb = peak_sockets = 0
 
         def all_done() -> bool:
             return all(progress.complete_at(n, workers) is not None for n in names)
@@ -156,6 +156,7 @@ def reconcile_from_scratch(
             if time.monotonic() > deadline or not operator.alive():
                 raise TimeoutError("not every ModelDeployment was reconciled in time")
             peak_kb = max(peak_kb, operator.peak_rss_kb())
+            peak_sockets = max(peak_sockets, operator.open_sockets())
             time.sleep(0.25)  # times come from the watches; this only samples memory
         peak_kb = max(peak_kb, operator.peak_rss_kb())
         cpu_after = _cpu_by_process(cluster, operator)
@@ -168,6 +169,7 @@ def reconcile_from_scratch(
         "all_statuses_s": max(statuses) - started,
         "first_child_s": first - started,
         "peak_rss_mb": peak_kb / 1024,
+        "peak_open_sockets": peak_sockets,
         # Where the machine's time went: who the bottleneck is, on a machine shared with others.
         "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after},
     }

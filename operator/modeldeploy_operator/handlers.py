@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import kopf
 import urllib3
 from kubernetes.client.exceptions import ApiException
@@ -36,6 +37,12 @@ RESYNC_THREADS = 2
 # Threads for create/update/resume handlers. Each reconcile mostly waits on the apiserver, so
 # kopf's default (CPU count + 4) left the apiserver idle while hundreds of objects queued.
 HANDLER_THREADS = 16
+# Requests kopf may have in flight at once, watch streams apart. kopf's own session has no limit:
+# started with 500 ModelDeployments waiting, it patched them and posted their events all at once
+# and kept 186-453 TLS connections open, each ~300 kB (asyncio's 256 kB read buffer per TLS
+# connection, OpenSSL's buffers): peak RSS 201-277 MB. Bounded, the same requests share ~20 warm
+# connections and the peak is 151-161 MB, as fast (bench/control_plane/README.md).
+KOPF_REQUESTS = 16
 # Seconds before a reconcile that a Kubernetes API call failed is tried again.
 API_RETRY_S = 5
 
@@ -68,6 +75,52 @@ def api_retry(exc: ApiException | urllib3.exceptions.HTTPError) -> kopf.Temporar
     )
 
 
+class RequestSlots:
+    """aiohttp client middleware: at most `limit` requests in flight, except watch streams.
+
+    Not a connector limit: a watch holds its connection for as long as it streams (minutes), one
+    per watched namespace and kind, so with enough namespaces (globs included) they would take
+    every connection and starve the patches. A request holds its slot until the response headers
+    arrive; its body (a patched object, a few kB) is read right after, so the connections in use
+    stay close to `limit`. Create it in the event loop that sends the requests.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._slots = asyncio.Semaphore(limit)
+
+    @staticmethod
+    def is_watch(request: aiohttp.ClientRequest) -> bool:
+        return request.url.query.get("watch", "").lower() in {"true", "1"}
+
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if self.is_watch(request):
+            return await handler(request)
+        async with self._slots:
+            return await handler(request)
+
+
+def kopf_session(info: kopf.ConnectionInfo, limit: int = KOPF_REQUESTS) -> kopf.AiohttpSession:
+    """The session kopf would build from `info` (same TLS context, headers, proxy), but with at
+    most `limit` requests in flight (see KOPF_REQUESTS). Call it in kopf's event loop."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+        middlewares=(RequestSlots(limit),),
+    )
+    return kopf.AiohttpSession(
+        aiohttp_session=session,
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+    )
+
+
 def build_registry(reconciler: Reconciler, resync_seconds: float) -> kopf.OperatorRegistry:
     """A kopf registry with every handler of the operator bound to `reconciler`."""
     registry = kopf.OperatorRegistry()
@@ -90,8 +143,11 @@ def build_registry(reconciler: Reconciler, resync_seconds: float) -> kopf.Operat
             patch.status.update(status)
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> Any:
-        return kopf.login_via_client(**kwargs)
+    async def login(**kwargs: Any) -> Any:
+        # The client's kubeconfig or in-cluster login (file reads: off the event loop), into a
+        # session with a request limit, made in the loop (its semaphore belongs to it).
+        info = await asyncio.to_thread(kopf.login_via_client, **kwargs)
+        return None if info is None else kopf_session(info)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
