@@ -85,10 +85,19 @@ class Fleet:
         services = sorted(s.metadata.name for s in self.mds.services(name))
         children = [("Pod", p) for p in pods] + [("Service", s) for s in services]
         kind, child = self.rng.choice(children)
-        if kind == "Pod":
-            self.mds.core.delete_namespaced_pod(child, self.mds.namespace, grace_period_seconds=0)
-        else:
-            self.mds.core.delete_namespaced_service(child, self.mds.namespace)
+        try:
+            if kind == "Pod":
+                self.mds.core.delete_namespaced_pod(
+                    child, self.mds.namespace, grace_period_seconds=0
+                )
+            else:
+                self.mds.core.delete_namespaced_service(child, self.mds.namespace)
+        except client.ApiException as error:
+            # The operator removed it between the list and the delete (a scale-down it was
+            # carrying out): gone either way.
+            if error.status != 404:
+                raise
+            return f"delete {kind}/{child} (already gone)"
         return f"delete {kind}/{child}"
 
     def replace(self, name: str) -> list[str]:
