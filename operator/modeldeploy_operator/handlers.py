@@ -190,7 +190,6 @@ def build_registry(reconciler: Reconciler, resync_seconds: float) -> kopf.Operat
             metrics.forget(metadata["namespace"], metadata["name"])
             locks.pop(metadata["uid"], None)
             reconciled_at.pop(metadata["uid"], None)
-            if reconciler.gateway is not None:
-                reconciler.gateway.forget(metadata["namespace"], metadata["name"])
+            reconciler.forget(metadata["namespace"], metadata["name"], metadata["uid"])
 
     return registry

@@ -111,6 +111,12 @@ class Reconciler:
             metrics.RECONCILES.labels(namespace, name, result).inc()
             metrics.RECONCILE_SECONDS.labels(namespace, name).observe(time.monotonic() - started)
 
+    def forget(self, namespace: str, name: str, uid: str) -> None:
+        """Drop what is kept about a deleted ModelDeployment (a long-running operator sees many)."""
+        self._policies_checked.discard(uid)
+        if self.gateway is not None:
+            self.gateway.forget(namespace, name)
+
     def _reconcile(self, body: dict[str, Any], events: EventSink) -> dict[str, Any]:
         metadata = body["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]

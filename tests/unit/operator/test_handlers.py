@@ -16,8 +16,6 @@ from modeldeploy_operator.handlers import API_RETRY_S, build_registry
 class FailingReconciler:
     """Stands in for the Reconciler: its Kubernetes calls fail with `error`."""
 
-    gateway = None
-
     def __init__(self, error: Exception) -> None:
         self.error = error
 
