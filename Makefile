@@ -44,6 +44,7 @@ serve: $(STAMP)
 test-serving: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/serving
 	HF_HUB_OFFLINE=1 $(PY) bench/overhead/run.py --short --out-dir $$(mktemp -d)
+	$(PY) bench/overhead/gateway_hop.py --chunks 1,3 --rounds 1 --requests 3 --out-dir $$(mktemp -d)
 
 # The full overhead benchmark: writes bench/results/overhead.json and overhead.md.
 bench-overhead: $(STAMP)

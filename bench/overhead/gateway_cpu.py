@@ -44,7 +44,7 @@ async def app(scope, receive, send):
         more = (await receive()).get("more_body", False)
     await send({{"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/event-stream")]}})
-    for _ in range({CHUNKS}):
+    for _ in range(int(sys.argv[2])):
         await asyncio.sleep(0.002)
         await send({{"type": "http.response.body", "body": {CHUNK!r}, "more_body": True}})
     await send({{"type": "http.response.body", "body": b"data: [DONE]\\n\\n", "more_body": False}})
@@ -123,30 +123,32 @@ def wait_for(url: str, timeout_s: float = 120.0) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
 
 
+def gateway_command(upstream_port: int, gateway_port: int) -> list[str]:
+    """The gateway as the local run starts it, with one model `m` at `upstream_port`: its config
+    and replica files written to a scratch folder, one replica ready (so every request goes
+    local)."""
+    scratch = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    route = {
+        "name": "m",
+        "base_url": f"http://127.0.0.1:{upstream_port}",
+        "app_name": "m",
+        "slots_per_replica": 1000,
+    }
+    (scratch / "gateway.json").write_text(json.dumps({"routes": [route]}))
+    (scratch / "replicas.json").write_text(json.dumps({"m": 1}))
+    argv = [sys.executable, "-m", "modeldeploy_serving.gateway", str(scratch / "gateway.json")]
+    argv += ["--port", str(gateway_port), "--replicas-file", str(scratch / "replicas.json")]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--requests", type=int, default=400, help="per concurrency level")
     args = parser.parse_args(argv)
-    scratch = Path(tempfile.mkdtemp(prefix="gateway-cpu-"))
     upstream_port, gateway_port = free_port(), free_port()
-    config = {
-        "routes": [
-            {
-                "name": "m",
-                "base_url": f"http://127.0.0.1:{upstream_port}",
-                "app_name": "m",
-                "slots_per_replica": 1000,
-            }
-        ]
-    }
-    (scratch / "gateway.json").write_text(json.dumps(config))
-    # Replicas as the local run publishes them: one ready, so every request goes local.
-    (scratch / "replicas.json").write_text(json.dumps({"m": 1}))
-    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(upstream_port)])
-    gateway_argv = [sys.executable, "-m", "modeldeploy_serving.gateway"]
-    gateway_argv += [str(scratch / "gateway.json"), "--port", str(gateway_port)]
-    gateway_argv += ["--replicas-file", str(scratch / "replicas.json")]
+    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(upstream_port), str(CHUNKS)])
+    gateway_argv = gateway_command(upstream_port, gateway_port)
     gateway = subprocess.Popen(gateway_argv)
     try:
         wait_for(f"http://127.0.0.1:{gateway_port}/health")
