@@ -6,9 +6,9 @@ replica holding the most streams is killed. What a client sees:
   connection fails or closes unanswered on the other replica (`retry-on conn-failure
   empty-response`, set in modeldeploy_serving.ingress). Only a request the killed replica was
   computing can fail (at most one per client thread); the test counts both kinds;
-- a stream the killed replica was producing cannot be replayed (part of it was delivered): it
-  ends with an error the openai client raises, soon, never a hang; the streams on the other
-  replica complete.
+- a stream the killed replica was still producing cannot be replayed (part of it was
+  delivered): it ends with an error the openai client raises, soon, never a hang; the streams on
+  the other replica complete.
 
 Which replica took which stream is read from each replica's own /metrics (vLLM's
 `num_requests_running`) as the streams start one by one, so the test does not depend on how
@@ -43,12 +43,12 @@ APP = "faults"
 MODEL = "tiny"
 # Streams long enough to be running when the replica dies on a fast machine too: past the tiny
 # model's 2048 positions (RoPE has no learned table, so vLLM allows it when told to).
-MAX_MODEL_LEN = 6144
-STREAM_TOKENS = 6000
+MAX_MODEL_LEN = 12288
+STREAM_TOKENS = 12000
 STREAMS = 4
 LOAD_THREADS = 3
 # Short requests answered before the kill, so that some are in flight when it comes.
-CALLS_BEFORE_KILL = 6
+CALLS_BEFORE_KILL = 3
 LOAD_AFTER_KILL_S = 15.0
 # A hang guard far beyond any answer on a shared machine, not a latency target.
 REQUEST_TIMEOUT_S = 300.0
@@ -256,7 +256,6 @@ def test_killed_replica_loses_no_request_and_ends_its_streams_cleanly(
         thread.start()
     try:
         _wait_for(lambda: len(calls) >= CALLS_BEFORE_KILL, 120, "short requests answered")
-        unfinished_at_kill = [s.finish_reason is None and s.error is None for s in streams]
         killed_at = time.monotonic()
         os.kill(victim.pid, signal.SIGKILL)
         time.sleep(LOAD_AFTER_KILL_S)
@@ -287,19 +286,20 @@ def test_killed_replica_loses_no_request_and_ends_its_streams_cleanly(
 
     on_victim = [s for s, i in zip(streams, placed, strict=True) if i == victim_index]
     elsewhere = [s for s, i in zip(streams, placed, strict=True) if i != victim_index]
-    cut = [
-        s
-        for s, i, live in zip(streams, placed, unfinished_at_kill, strict=True)
-        if live and i == victim_index
-    ]
+    cut = [s for s in on_victim if s.error is not None]
     print(
-        f"streams: {len(on_victim)} on the killed replica ({len(cut)} running at the kill), "
+        f"streams: {len(on_victim)} on the killed replica, {len(cut)} of them cut, "
         f"{len(elsewhere)} on the other; errors: "
-        f"{[type(s.error).__name__ + ': ' + str(s.error)[:120] for s in on_victim if s.error]}; "
+        f"{[type(s.error).__name__ + ': ' + str(s.error)[:120] for s in cut]}; "
         f"after the kill in {[round(s.ended - killed_at, 2) for s in cut]} s"
     )
-    assert cut, "no stream of the killed replica was running when it was killed"
-    for stream in cut:
+    # A stream the engine had finished before the kill may still have been in flight to a slow
+    # client (HAProxy and the sockets hold the rest) and completes; any other one is cut.
+    assert cut, "the kill cut no stream: the killed replica had finished them all"
+    for stream in on_victim:
+        if stream.error is None:
+            assert stream.finish_reason == "length", stream
+            continue
         # openai wraps a broken connection as APIConnectionError (its own timeout as the
         # subclass APITimeoutError), a server-sent error event as APIError.
         assert isinstance(stream.error, openai.APIError), repr(stream.error)
