@@ -109,7 +109,8 @@ def _reachable(ip: str) -> str:
 
 def _replicas(server: ServerProcess) -> list[Replica]:
     """This server's replica processes (under its own Ray, by title), each with the port of its
-    HTTP server: the listening address that answers vLLM's /metrics."""
+    HTTP server: the listening address that answers vLLM's /metrics. A replica whose server is
+    not up yet is left out."""
     assert server.process is not None
     found = []
     for child in psutil.Process(server.process.pid).children(recursive=True):
@@ -126,8 +127,8 @@ def _replicas(server: ServerProcess) -> list[Replica]:
         except psutil.NoSuchProcess:
             continue
         http = [a for a in sorted(listening) if _serves_metrics(a)]
-        assert len(http) == 1, (child.pid, sorted(listening), http)
-        found.append(Replica(child, http[0]))
+        assert len(http) <= 1, (child.pid, sorted(listening), http)
+        found += [Replica(child, address) for address in http]
     return found
 
 
@@ -239,8 +240,14 @@ def test_killed_replica_loses_no_request_and_ends_its_streams_cleanly(
         max_retries=0,  # only the server side may retry: every failure is counted
         timeout=REQUEST_TIMEOUT_S,
     )
-    replicas = _replicas(server)
-    assert len(replicas) == 2, replicas
+    # The endpoint answers once one replica does; the other's own server may start later.
+    replicas: list[Replica] = []
+
+    def both_listening() -> bool:
+        replicas[:] = _replicas(server)
+        return len(replicas) == 2
+
+    _wait_for(both_listening, 300, "both replicas' HTTP servers up")
     _both_in_rotation(client, replicas)
 
     stop = threading.Event()
