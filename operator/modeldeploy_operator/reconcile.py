@@ -341,7 +341,7 @@ class Reconciler:
         config = build_serve_config(owner.name, serving, self.serve_http_port)
         try:
             instance = dashboard.get_applications()
-            submit = config_to_submit(config, instance, owner.name)
+            submit = config_to_submit(config, instance, owner.name, time.time())
             if submit is not None:
                 dashboard.put_applications(submit)
                 metrics.SERVE_SUBMISSIONS.labels(owner.namespace, owner.name, "ok").inc()

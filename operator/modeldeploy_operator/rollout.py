@@ -16,6 +16,7 @@ Pure: decides from the desired config and what the dashboard reports.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from .hashing import canonical_hash
@@ -23,6 +24,10 @@ from .serve_app import application_hash
 
 SURGE = 1
 """Extra replicas while a new model or engine version starts."""
+
+STATUS_LAG_S = 10.0
+"""How long after a submission Serve's reported deployment status may still be the one from
+before it (the controller updates it on its next loop)."""
 
 _CODE_KEYS = ("name", "route_prefix", "import_path", "args")
 
@@ -56,12 +61,12 @@ def surged(config: dict[str, Any], floor: int) -> dict[str, Any]:
 
 
 def config_to_submit(
-    desired: dict[str, Any], instance: dict[str, Any], app_name: str
+    desired: dict[str, Any], instance: dict[str, Any], app_name: str, now: float = math.inf
 ) -> dict[str, Any] | None:
     """The Serve config to PUT now, or None when what is deployed should stay as it is.
 
     `desired` is `build_serve_config(...)`; `instance` is the dashboard's GET
-    /api/serve/applications/ answer.
+    /api/serve/applications/ answer; `now` is the time in seconds since the epoch.
     """
     [wanted] = desired["applications"]
     app = (instance.get("applications") or {}).get(app_name) or {}
@@ -76,9 +81,11 @@ def config_to_submit(
         return surged(desired, len(running) + SURGE) if running else desired
     # Same code, other counts: a changed bound, or a surge still in place.
     deployment: dict[str, Any] = next(iter((app.get("deployments") or {}).values()), {})
-    if deployment.get("status") != "UPDATING":
-        return desired
     started_since = float(app.get("last_deployed_time_s") or 0)
+    if deployment.get("status") != "UPDATING":
+        # Just after a surged submission the status can still read HEALTHY from before it;
+        # sending the real counts then would stop the old replicas before a new one runs.
+        return None if now - started_since < STATUS_LAG_S else desired
     new = [r for r in running if float(r.get("start_time_s") or 0) >= started_since]
     return desired if len(new) >= replica_floor(deployed) - SURGE else None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy_operator.rollout import config_to_submit, replica_floor, surged
+from modeldeploy_operator.rollout import STATUS_LAG_S, config_to_submit, replica_floor, surged
 from modeldeploy_operator.serve_app import build_serve_config
 from modeldeploy_operator.serving_config import build_serving_config
 from tests.operator_factories import make_md
@@ -92,3 +92,14 @@ def test_external_mode_surges_the_fixed_count() -> None:
     submitted = config_to_submit(desired, instance(deployed, running), "llm")
     assert submitted is not None
     assert submitted["applications"][0]["deployments"][0]["num_replicas"] == 3
+
+
+def test_a_surge_just_submitted_stays_while_serve_still_reports_the_old_status() -> None:
+    # Serve updates a deployment's status on its next control loop: a reconcile right after the
+    # surged submission can read HEALTHY. Sending the real counts then stopped the old replica
+    # before the new one ran (the endpoint went without a replica during the roll).
+    desired = config({**BASE, "engine": {"maxModelLen": 2048}})
+    in_place = surged(desired, 2)
+    just_after = instance(in_place, [replica("RUNNING", 50.0)], "HEALTHY", deployed_at=100.0)
+    assert config_to_submit(desired, just_after, "llm", now=101.0) is None
+    assert config_to_submit(desired, just_after, "llm", now=100.0 + STATUS_LAG_S) == desired
