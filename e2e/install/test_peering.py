@@ -57,8 +57,14 @@ def test_one_replica_is_active_and_the_standby_takes_over(
         mds = ModelDeployments(admin, namespace)
         mds.create("ha", ONE_WORKER)
         wait_children(mds, "ha", workers=1, timeout=60)
-        standby_log = logs[next(pod_id for pod_id in ids if pod_id != active)].read_text()
-        assert "Pausing operations in favour of" in standby_log
+        # The standby logs its pause when it next reads the peering object, which on a loaded
+        # machine may come after the active replica has already created the children.
+        standby_log = logs[next(pod_id for pod_id in ids if pod_id != active)]
+        wait_until(
+            lambda: "Pausing operations in favour of" in standby_log.read_text(),
+            30,
+            "the standby replica pausing in favour of the active one",
+        )
 
         # The active replica dies without a goodbye; the standby resumes once its keep-alive
         # expires (kopf's peering lifetime, 60 s) and repairs what happened meanwhile.
