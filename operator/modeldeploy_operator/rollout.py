@@ -16,7 +16,6 @@ Pure: decides from the desired config and what the dashboard reports.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 from .hashing import canonical_hash
@@ -61,7 +60,7 @@ def surged(config: dict[str, Any], floor: int) -> dict[str, Any]:
 
 
 def config_to_submit(
-    desired: dict[str, Any], instance: dict[str, Any], app_name: str, now: float = math.inf
+    desired: dict[str, Any], instance: dict[str, Any], app_name: str, now: float
 ) -> dict[str, Any] | None:
     """The Serve config to PUT now, or None when what is deployed should stay as it is.
 

@@ -17,6 +17,10 @@ def config(spec: dict[str, Any] | None = None) -> dict[str, Any]:
     return build_serve_config("llm", build_serving_config(make_md(spec or BASE)))
 
 
+LATER = 1000.0
+"""A reconcile long after the last submission (at 100.0): Serve's status has caught up."""
+
+
 def replica(state: str, started: float) -> dict[str, Any]:
     return {"state": state, "start_time_s": started}
 
@@ -41,20 +45,25 @@ def instance(
 
 def test_first_deploy_and_unchanged_config() -> None:
     desired = config()
-    assert config_to_submit(desired, {}, "llm") == desired
-    assert config_to_submit(desired, instance(desired, [replica("RUNNING", 1)]), "llm") is None
+    assert config_to_submit(desired, {}, "llm", LATER) == desired
+    assert (
+        config_to_submit(desired, instance(desired, [replica("RUNNING", 1)]), "llm", LATER) is None
+    )
 
 
 def test_a_bound_change_goes_out_as_is() -> None:
     deployed, desired = config(), config({"scaling": {"minReplicas": 1, "maxReplicas": 5}})
-    assert config_to_submit(desired, instance(deployed, [replica("RUNNING", 1)]), "llm") == desired
+    assert (
+        config_to_submit(desired, instance(deployed, [replica("RUNNING", 1)]), "llm", LATER)
+        == desired
+    )
 
 
 def test_an_engine_change_surges_one_replica_above_what_runs() -> None:
     deployed = config()
     desired = config({**BASE, "engine": {"maxModelLen": 2048}})
     running = [replica("RUNNING", 1), replica("RUNNING", 2)]
-    submitted = config_to_submit(desired, instance(deployed, running), "llm")
+    submitted = config_to_submit(desired, instance(deployed, running), "llm", LATER)
     assert submitted is not None and submitted != desired
     assert submitted["applications"][0]["args"] == desired["applications"][0]["args"]
     assert replica_floor(submitted["applications"][0]) == 3
@@ -66,7 +75,10 @@ def test_an_engine_change_surges_one_replica_above_what_runs() -> None:
 def test_an_engine_change_with_nothing_running_is_submitted_plainly() -> None:
     deployed = config()
     desired = config({**BASE, "engine": {"maxModelLen": 2048}})
-    assert config_to_submit(desired, instance(deployed, [replica("STARTING", 1)]), "llm") == desired
+    assert (
+        config_to_submit(desired, instance(deployed, [replica("STARTING", 1)]), "llm", LATER)
+        == desired
+    )
 
 
 def test_the_surge_stays_until_the_new_version_serves_as_many_replicas_as_before() -> None:
@@ -74,22 +86,22 @@ def test_the_surge_stays_until_the_new_version_serves_as_many_replicas_as_before
     in_place = surged(desired, 2)  # one replica ran before the change
     old, new_starting = replica("RUNNING", 50.0), replica("STARTING", 101.0)
     assert (
-        config_to_submit(desired, instance(in_place, [old, new_starting], "UPDATING"), "llm")
+        config_to_submit(desired, instance(in_place, [old, new_starting], "UPDATING"), "llm", LATER)
         is None
     )
     # The new replica runs, the old one drains: the real counts go out.
     new_running, old_stopping = replica("RUNNING", 101.0), replica("STOPPING", 50.0)
     rolled = instance(in_place, [new_running, old_stopping, replica("STARTING", 160.0)], "UPDATING")
-    assert config_to_submit(desired, rolled, "llm") == desired
+    assert config_to_submit(desired, rolled, "llm", LATER) == desired
     # Once Serve reports the deployment settled, whatever the replicas, the counts go out too.
-    assert config_to_submit(desired, instance(in_place, [old], "HEALTHY"), "llm") == desired
+    assert config_to_submit(desired, instance(in_place, [old], "HEALTHY"), "llm", LATER) == desired
 
 
 def test_external_mode_surges_the_fixed_count() -> None:
     spec = {"scaling": {"mode": "external", "replicas": 2, "maxReplicas": 2}}
     deployed, desired = config(spec), config({**spec, "engine": {"maxModelLen": 2048}})
     running = [replica("RUNNING", 1), replica("RUNNING", 2)]
-    submitted = config_to_submit(desired, instance(deployed, running), "llm")
+    submitted = config_to_submit(desired, instance(deployed, running), "llm", LATER)
     assert submitted is not None
     assert submitted["applications"][0]["deployments"][0]["num_replicas"] == 3
 
