@@ -7,7 +7,6 @@ a deployment runs.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 from cluster.localcluster import _die_with_parent, free_port
 
 
@@ -133,13 +133,10 @@ class OperatorRun:
         this is the first thing to look at when its peak RSS grows."""
         if self.proc is None:
             return 0
-        fds = Path(f"/proc/{self.proc.pid}/fd")
-        count = 0
-        with contextlib.suppress(OSError):
-            for fd in fds.iterdir():
-                with contextlib.suppress(OSError):
-                    count += os.readlink(fd).startswith("socket:")
-        return count
+        try:
+            return len(psutil.Process(self.proc.pid).net_connections(kind="all"))
+        except psutil.Error:
+            return 0
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

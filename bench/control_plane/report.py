@@ -126,12 +126,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"starting the operator process (first child after {scale['first_child_s']:.1f} s) to "
         f"the last child ({scale['all_children_s']:.1f} s) and the last status with "
         f"observedGeneration ({scale['all_statuses_s']:.1f} s). RSS is VmHWM of the operator "
-        "and any process under it"
-        + (
-            f"; the operator held at most {scale['peak_open_sockets']} sockets open."
-            if "peak_open_sockets" in scale
-            else "."
-        ),
+        f"and any process under it; the operator held at most {scale['peak_open_sockets']} "
+        "sockets open.",
         "",
         cpu_line(scale),
         "",

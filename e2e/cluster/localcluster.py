@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Re-exported: the e2e tests poll with the same helper as the serving tests.
+from modeldeploy_serving.procs import wait_until as wait_until
+
 from . import binaries
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -559,20 +562,6 @@ class LocalCluster:
             "HELM_DATA_HOME": str(self.workdir / "helm" / "data"),
         }
         return _run([str(self.bin("helm")), *args], None, check, env)
-
-
-def wait_until(
-    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.25
-) -> Any:
-    """Poll until `condition()` is truthy and return its value; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _http_ok(url: str) -> bool:

@@ -63,7 +63,7 @@ def local_ray() -> Iterator[LocalRayHead]:
         head.start_confirmed()
         yield head
     finally:
-        head.stop()
+        head.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -177,6 +178,11 @@ class LocalRayHead:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=30)
+
+    def close(self) -> None:
+        """stop(), and remove the temp dir (Ray's session logs, a few MB per head)."""
+        self.stop()
+        shutil.rmtree(self.temp, ignore_errors=True)
 
     def _runtime_starts(self) -> int:
         log = Path(self.temp) / "ray-start.log"

@@ -28,7 +28,7 @@ def ray_head() -> Iterator[LocalRayHead]:
         head.start_confirmed()
         yield head
     finally:
-        head.stop()
+        head.close()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,7 @@ import pytest
 
 from modeldeploy_serving.config import EngineConfig, ServingConfig
 from modeldeploy_serving.ingress import DEFAULT_INGRESS
-from modeldeploy_serving.procs import ServerProcess, modeldeploy_server
+from modeldeploy_serving.procs import ServerProcess, modeldeploy_server, wait_until
 from modeldeploy_serving.tiny_model import make_tiny_model
 
 pytestmark = pytest.mark.timeout(1500)
@@ -184,15 +184,6 @@ def _stream(client: openai.OpenAI, result: Stream) -> None:
     result.ended = time.monotonic()
 
 
-def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"not within {timeout_s:.0f} s: {what}")
-
-
 def _both_in_rotation(client: openai.OpenAI, replicas: list[Replica]) -> None:
     """Short requests until each replica has answered one through HAProxy: a replica HAProxy
     does not know yet would take no stream."""
@@ -202,7 +193,7 @@ def _both_in_rotation(client: openai.OpenAI, replicas: list[Replica]) -> None:
         _chat(client)
         return all(r.gauge(SUCCEEDED) > b for r, b in zip(replicas, before, strict=True))
 
-    _wait_for(both_answered, 180, "both replicas answering through HAProxy")
+    wait_until(both_answered, 180, "both replicas answering through HAProxy")
 
 
 def _start_streams(
@@ -216,7 +207,7 @@ def _start_streams(
         stream = Stream()
         thread = threading.Thread(target=_stream, args=(client, stream))
         thread.start()
-        _wait_for(lambda s=stream: s.chunks > 0 or s.error is not None, 300, "a stream flowing")
+        wait_until(lambda s=stream: s.chunks > 0 or s.error is not None, 300, "a stream flowing")
         assert stream.error is None, repr(stream.error)
         grown: list[int] = []
 
@@ -224,7 +215,7 @@ def _start_streams(
             grown[:] = [i for i, r in enumerate(replicas) if r.gauge(RUNNING) > before[i]]
             return len(grown) == 1
 
-        _wait_for(one_grew, 30, "the new stream counted by one replica")
+        wait_until(one_grew, 30, "the new stream counted by one replica")
         streams.append(stream)
         threads.append(thread)
         placed.append(grown[0])
@@ -247,7 +238,7 @@ def test_killed_replica_loses_no_request_and_ends_its_streams_cleanly(
         replicas[:] = _replicas(server)
         return len(replicas) == 2
 
-    _wait_for(both_listening, 300, "both replicas' HTTP servers up")
+    wait_until(both_listening, 300, "both replicas' HTTP servers up")
     _both_in_rotation(client, replicas)
 
     stop = threading.Event()
@@ -262,7 +253,7 @@ def test_killed_replica_loses_no_request_and_ends_its_streams_cleanly(
     for thread in loaders:
         thread.start()
     try:
-        _wait_for(lambda: len(calls) >= CALLS_BEFORE_KILL, 120, "short requests answered")
+        wait_until(lambda: len(calls) >= CALLS_BEFORE_KILL, 120, "short requests answered")
         killed_at = time.monotonic()
         os.kill(victim.pid, signal.SIGKILL)
         time.sleep(LOAD_AFTER_KILL_S)
