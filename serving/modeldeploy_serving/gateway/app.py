@@ -122,6 +122,12 @@ def _queue_full(model: str, retry_after: str) -> JSONResponse:
     )
 
 
+def needs_error_object(status: int, content_type: str) -> bool:
+    """Whether a local response must be replaced by an OpenAI error object: an error that is
+    not JSON, so an OpenAI client could not read it as an error."""
+    return status >= 400 and content_type != "application/json"
+
+
 def forwarded_headers(headers: Mapping[str, str], api_key: str | None) -> dict[str, str]:
     """Request headers to send upstream: the client's key never leaves; a provider's is added."""
     out = {k: v for k, v in headers.items() if k.lower() not in _NOT_FORWARDED}
@@ -462,6 +468,18 @@ class Gateway:
             finish()
             self._count(route.name, "rejected", "QueueFull")
             return _queue_full(route.name, retry_after)
+        if needs_error_object(upstream.status, upstream.content_type):
+            # Not the engine's own error (those are JSON) but the serving proxy's: HAProxy
+            # answers a replica lost mid-request or none left with a plain-text page.
+            status = upstream.status
+            upstream.close()
+            finish()
+            log.warning("local replicas of %s: the serving proxy answered %d", route.name, status)
+            return _json_error(
+                status,
+                f"The local replicas of '{route.name}' failed: their proxy answered {status}.",
+                "local_error",
+            )
         return LocalStream(upstream, finish_ok, finish)
 
     async def _to_provider(

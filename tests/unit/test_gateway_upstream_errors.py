@@ -1,0 +1,133 @@
+"""Errors of the local path reach OpenAI clients as error objects.
+
+The engine's own errors are JSON and pass unchanged; the serving proxy's are not: HAProxy
+answers a replica lost mid-request, or no replica left, with Ray's plain-text page
+("Internal Server Error", the same bytes for its 502, 503 and 504). A real gateway process in
+front of a real HTTP upstream that answers like each, called with the official client.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from modeldeploy_serving.gateway.app import SERVED_BY_HEADER, needs_error_object
+from modeldeploy_serving.local import free_port
+from modeldeploy_serving.procs import wait_until
+
+ENGINE_ERROR = {
+    "error": {
+        "message": "max_tokens must be at least 1, got 0.",
+        "type": "BadRequestError",
+        "param": "max_tokens",
+        "code": 400,
+    }
+}
+
+# Answers as the request's `user` field asks: Ray's HAProxy error page, or vLLM's JSON error.
+UPSTREAM = f"""
+import json, sys
+import uvicorn
+
+PROXY_PAGE = b"Internal Server Error"
+ENGINE_ERROR = json.dumps({ENGINE_ERROR!r}).encode()
+
+async def app(scope, receive, send):
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    if json.loads(body).get("user") == "proxy-error":
+        status, kind, content = 500, b"text/plain", PROXY_PAGE
+    else:
+        status, kind, content = 400, b"application/json", ENGINE_ERROR
+    await send({{"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", kind)]}})
+    await send({{"type": "http.response.body", "body": content}})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def test_only_errors_that_are_not_json_are_replaced() -> None:
+    assert needs_error_object(500, "text/plain")
+    assert needs_error_object(503, "text/html")
+    assert needs_error_object(404, "application/octet-stream")
+    assert not needs_error_object(400, "application/json")
+    assert not needs_error_object(200, "text/event-stream")
+    assert not needs_error_object(200, "text/plain")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+    scratch: Path = tmp_path_factory.mktemp("gateway")
+    upstream_port, gateway_port = free_port(), free_port()
+    route = {
+        "name": "m",
+        "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+        "app_name": "m",
+        "slots_per_replica": 4,
+    }
+    (scratch / "gateway.json").write_text(json.dumps({"routes": [route]}))
+    (scratch / "replicas.json").write_text(json.dumps({"m": 1}))
+    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(upstream_port)])
+    gateway = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "modeldeploy_serving.gateway", str(scratch / "gateway.json")),
+            *("--port", str(gateway_port), "--replicas-file", str(scratch / "replicas.json")),
+        ]
+    )
+    try:
+        base = f"http://127.0.0.1:{gateway_port}"
+        wait_until(
+            lambda: gateway.poll() is not None or _answers(f"{base}/health"),
+            60,
+            "the gateway's /health",
+        )
+        assert gateway.poll() is None, "the gateway exited while starting"
+        yield openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+    finally:
+        for process in (gateway, upstream):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _chat(client: openai.OpenAI, user: str) -> None:
+    client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], user=user
+    )
+
+
+def test_the_serving_proxys_plain_text_error_becomes_an_error_object(
+    client: openai.OpenAI,
+) -> None:
+    with pytest.raises(openai.InternalServerError) as raised:
+        _chat(client, "proxy-error")
+    assert raised.value.status_code == 500
+    assert isinstance(raised.value.body, dict), raised.value.body
+    assert raised.value.body["code"] == "local_error"
+    assert "The local replicas of 'm' failed" in raised.value.body["message"]
+    assert raised.value.response.headers["content-type"] == "application/json"
+
+
+def test_the_engines_own_error_object_passes_unchanged(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        _chat(client, "engine-error")
+    assert raised.value.body == ENGINE_ERROR["error"]
+    assert raised.value.response.headers[SERVED_BY_HEADER] == "local"
