@@ -314,7 +314,18 @@ class Gateway:
             await self._starlette(scope, receive, send)
 
     async def proxy(self, scope: Scope, receive: Receive) -> ASGIAnswer:
-        body = await _read_body(receive)
+        limit, timeout_s = self.config.max_request_bytes, self.config.request_read_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                body = await _read_body(receive, limit)
+        except TimeoutError:
+            return _json_error(
+                408, f"The request body did not arrive within {timeout_s:g} s.", "request_timeout"
+            )
+        except BodyTooLargeError:
+            return _json_error(
+                413, f"The request body is larger than {limit} bytes.", "request_too_large"
+            )
         authorization = overflow = None
         for key, value in scope["headers"]:
             # The first of repeated headers, as Starlette's Headers.get reads it.
@@ -617,15 +628,27 @@ class Gateway:
         return self
 
 
-async def _read_body(receive: Receive) -> bytes:
+class BodyTooLargeError(Exception):
+    """A request body beyond `GatewayConfig.max_request_bytes`."""
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
     message = await receive()
     body: bytes = message.get("body", b"")
+    size = len(body)
+    if size > limit:
+        raise BodyTooLargeError
     if not message.get("more_body", False):
         return body  # the common case: the whole request in one message
     parts = [body]
     while message.get("more_body", False):
         message = await receive()
-        parts.append(message.get("body", b""))
+        part = message.get("body", b"")
+        size += len(part)
+        # Counted as it arrives: nothing past the limit is held in memory.
+        if size > limit:
+            raise BodyTooLargeError
+        parts.append(part)
     return b"".join(parts)
 
 

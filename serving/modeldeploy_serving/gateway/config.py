@@ -148,6 +148,17 @@ class GatewayConfig(_Model):
     key_reload_s: float = Field(
         default=10.0, gt=0, description="How often key files are read again (key rotation)."
     )
+    max_request_bytes: int = Field(
+        default=32 * 2**20, gt=0, description="Largest request body accepted; larger: 413."
+    )
+    request_read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Longest a client may take to send its request body; slower: 408. A client that "
+            "stalls then holds no connection for long (the serving proxy's own client timeout)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _names_unique(self) -> GatewayConfig:

@@ -1,9 +1,10 @@
 """Error responses in OpenAI's shape, so the official clients raise their usual exceptions.
 
 `{"error": {"message", "type", "param", "code"}}` with the status codes OpenAI uses: 400 for a
-bad request, 401 for a missing or wrong key, 404 for an unknown model, 429 with Retry-After,
-502/503 when the upstream fails. Messages name the field or header at fault and never carry a
-key: they are built only from the request's model name, settings, and fixed text.
+bad request, 401 for a missing or wrong key, 404 for an unknown model, 408 for a body that
+stalls, 413 for one too large, 429 with Retry-After, 502/503 when the upstream
+fails. Messages name the field or header at fault and never carry a key: they are built only
+from the request's model name, settings, and fixed text.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     404: "not_found_error",
+    408: "invalid_request_error",
+    413: "invalid_request_error",
     429: "rate_limit_error",
     502: "bad_gateway",
     503: "service_unavailable",

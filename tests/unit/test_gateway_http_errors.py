@@ -1,16 +1,19 @@
-"""Errors of the local path reach OpenAI clients as error objects.
+"""Errors of the gateway's local path reach OpenAI clients as error objects.
 
 The engine's own errors are JSON and pass unchanged; the serving proxy's are not: HAProxy
 answers a replica lost mid-request, or no replica left, with Ray's plain-text page
-("Internal Server Error", the same bytes for its 502, 503 and 504). A real gateway process in
-front of a real HTTP upstream that answers like each, called with the official client.
+("Internal Server Error", the same bytes for its 502, 503 and 504). A body too large gets 413
+and one that stalls 408, and the gateway keeps answering. A real gateway process in front of a
+real HTTP upstream that answers like each, called with the official client.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,9 @@ import pytest
 from modeldeploy_serving.gateway.app import SERVED_BY_HEADER, needs_error_object
 from modeldeploy_serving.local import free_port
 from modeldeploy_serving.procs import wait_until
+
+MAX_REQUEST_BYTES = 64 * 1024
+READ_TIMEOUT_S = 2.0
 
 ENGINE_ERROR = {
     "error": {
@@ -80,11 +86,16 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     upstream_port, gateway_port = free_port(), free_port()
     route = {
         "name": "m",
-        "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+        "base_url": f"http://127.0.0.1:{upstream_port}",
         "app_name": "m",
         "slots_per_replica": 4,
     }
-    (scratch / "gateway.json").write_text(json.dumps({"routes": [route]}))
+    config = {
+        "routes": [route],
+        "max_request_bytes": MAX_REQUEST_BYTES,
+        "request_read_timeout_s": READ_TIMEOUT_S,
+    }
+    (scratch / "gateway.json").write_text(json.dumps(config))
     (scratch / "replicas.json").write_text(json.dumps({"m": 1}))
     upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(upstream_port)])
     gateway = subprocess.Popen(
@@ -108,10 +119,16 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
             process.wait(timeout=30)
 
 
-def _chat(client: openai.OpenAI, user: str) -> None:
+def _chat(client: openai.OpenAI, user: str, content: str = "hi") -> None:
     client.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": "hi"}], user=user
+        model="m", messages=[{"role": "user", "content": content}], user=user
     )
+
+
+def _still_answering(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        _chat(client, "engine-error")
+    assert raised.value.body == ENGINE_ERROR["error"]
 
 
 def test_the_serving_proxys_plain_text_error_becomes_an_error_object(
@@ -131,3 +148,39 @@ def test_the_engines_own_error_object_passes_unchanged(client: openai.OpenAI) ->
         _chat(client, "engine-error")
     assert raised.value.body == ENGINE_ERROR["error"]
     assert raised.value.response.headers[SERVED_BY_HEADER] == "local"
+
+
+def test_a_body_beyond_the_limit_gets_413(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as raised:
+        _chat(client, "engine-error", content="x" * MAX_REQUEST_BYTES)
+    assert raised.value.status_code == 413
+    assert isinstance(raised.value.body, dict), raised.value.body
+    assert raised.value.body["code"] == "request_too_large"
+    assert str(MAX_REQUEST_BYTES) in raised.value.body["message"]
+    _still_answering(client)
+
+
+def test_a_body_that_stalls_gets_408_after_the_read_timeout(client: openai.OpenAI) -> None:
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    host, port = client.base_url.host, client.base_url.port
+    assert port is not None
+    started = time.monotonic()
+    with socket.create_connection((host, port), timeout=READ_TIMEOUT_S + 30) as sock:
+        head = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body[: len(body) // 2])
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            part = sock.recv(65536)
+            if not part:
+                break
+            answer += part
+    waited_s = time.monotonic() - started
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"408", answer[:300]
+    assert waited_s >= READ_TIMEOUT_S * 0.9, waited_s
+    error = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+    assert error["code"] == "request_timeout"
+    _still_answering(client)
