@@ -1,10 +1,10 @@
 """Error responses in OpenAI's shape, so the official clients raise their usual exceptions.
 
-`{"error": {"message", "type", "param", "code"}}` with the status codes OpenAI uses: 400 for a
-bad request, 401 for a missing or wrong key, 404 for an unknown model, 408 for a body that
-stalls, 413 for one too large, 429 with Retry-After, 502/503 when the upstream
-fails. Messages name the field or header at fault and never carry a key: they are built only
-from the request's model name, settings, and fixed text.
+`{"error": {"message", "type", "param", "code"}}` with the status codes OpenAI uses: 400 for a bad
+request, 401 for a missing or wrong key, 404 for an unknown model, 408 for a body that stalls, 413
+for one too large, 429 with Retry-After, 502/503 when the upstream fails. Messages name the field
+or header at fault and never carry a key: they are built only from the request's model name,
+settings, and fixed text.
 """
 
 from __future__ import annotations
