@@ -11,6 +11,7 @@ little CPU); the serving path's own cost is what the ratios show.
 
     python bench/overhead/run.py                 # full run, writes bench/results/overhead.*
     python bench/overhead/run.py --short --out-dir /tmp/x   # smoke run (make test)
+    python bench/overhead/run.py --file examples/llama-3.1-8b-instruct.yaml   # on a GPU node
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import platform
 import statistics
 import sys
@@ -103,13 +105,13 @@ def run_load(
     return {ours: float(result[theirs]) for theirs, ours, _ in METRICS}
 
 
-def start(kind: str, config: ServingConfig, logs: Path) -> ServerProcess:
+def start(kind: str, config: ServingConfig, serving_file: Path, logs: Path) -> ServerProcess:
     if kind == BARE:
         server = bare_vllm_server(config, logs)
     else:
         # Exactly what a user runs: `modeldeploy serve -f examples/tiny-cpu.yaml`.
         port = free_port()
-        argv = [sys.executable, "-m", "modeldeploy_operator.cli", "serve", "-f", str(EXAMPLE)]
+        argv = [sys.executable, "-m", "modeldeploy_operator.cli", "serve", "-f", str(serving_file)]
         if kind == GATEWAY:
             argv += ["--port", str(port), "--ingress", DEFAULT_INGRESS, "--gateway"]
         else:
@@ -122,18 +124,19 @@ def start(kind: str, config: ServingConfig, logs: Path) -> ServerProcess:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    config = load_serving_config(EXAMPLE)
-    make_tiny_model(config.model)
+    config = load_serving_config(args.file)
+    if args.file == EXAMPLE:
+        make_tiny_model(config.model)
     logs = Path(tempfile.mkdtemp(prefix="overhead-logs-"))
     print(f"server logs: {logs}", flush=True)
     # runs[mode][side][concurrency] -> one figures dict per batch; side is "bare" or "ours".
     runs: Runs = {}
     failures: dict[str, str] = {}
-    bare = start(BARE, config, logs)
+    bare = start(BARE, config, args.file, logs)
     try:
         for mode in args.modes:
             try:
-                ours = start(mode, config, logs)
+                ours = start(mode, config, args.file, logs)
             except (RuntimeError, TimeoutError) as error:
                 # One mode that cannot start (an overloaded machine) must not lose the others.
                 failures[mode] = str(error).splitlines()[0]
@@ -211,6 +214,7 @@ def summarize(
             "figures are medians over batches, ratio = ours / bare"
         ),
         "machine": {"cpus": _cpu_count(), "platform": platform.platform()},
+        "serving_file": os.path.relpath(args.file, ROOT),
         "engine_args": config.vllm_args(),
         "load": {
             "backend": "openai-chat (streamed)",
@@ -236,8 +240,6 @@ def summarize(
 
 
 def _cpu_count() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 
@@ -312,6 +314,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--modes", default=",".join(MODES), help=f"ingress modes, and {GATEWAY} (default + gateway)"
     )
+    parser.add_argument(
+        "--file",
+        type=Path,
+        default=EXAMPLE,
+        help="the ModelDeployment served by both sides (default: the tiny CPU model)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="batches per server and level")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--prompts", type=int, default=64, help="least prompts per batch")
@@ -340,6 +348,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown ingress modes {sorted(unknown)}; choose from {INGRESS_MODES}")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.file = args.file.resolve()
     return args
 
 
