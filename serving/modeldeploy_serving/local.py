@@ -49,6 +49,9 @@ def local_ray_env(mode: IngressMode, scratch: Path, port: int) -> dict[str, str]
     # Short autoscaling metric pushes (the queue-depth policy reacts in about a second), and
     # Serve's own loops woken less often.
     env = ingress_env(mode) | serve_env()
+    # vLLM's engine processes talk over ZMQ sockets it creates here (default: the temp dir)
+    # and leaves behind when Ray stops them; the scratch folder goes with this Ray.
+    env["VLLM_RPC_BASE_PATH"] = str(scratch)
     if mode == "direct":
         # Without HAProxy nothing forwards to the replicas' own servers, so the (first) replica
         # takes the endpoint's port itself; Serve's remaining proxy moves to a spare port.

@@ -234,3 +234,5 @@ def test_local_ray_env_keeps_two_local_servers_apart(tmp_path: object) -> None:
     assert haproxy["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"].startswith(str(scratch))
     assert haproxy["RAY_SERVE_HAPROXY_STATS_PORT"] != "8404"
     assert "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC" not in local_ray_env("proxy", scratch, 9100)
+    # The engines' ZMQ sockets go with the scratch folder instead of staying in /tmp.
+    assert direct["VLLM_RPC_BASE_PATH"] == haproxy["VLLM_RPC_BASE_PATH"] == str(scratch)
