@@ -40,17 +40,24 @@ HAPROXY_CLIENT_TIMEOUT_S = 30
 # inference: the first replica returned nothing, and an OpenAI request has no side effect a
 # replay would repeat. A response already started (a stream) is never replayed.
 HAPROXY_RETRY_ON = "conn-failure empty-response"
+# The command Ray starts as HAProxy in the serving image (docker/serving.Dockerfile installs
+# modeldeploy into /opt/modeldeploy): it answers HAProxy's own errors as OpenAI error objects
+# (modeldeploy_serving.haproxy_errors). A local Ray names the one beside its Python instead.
+IMAGE_HAPROXY_LAUNCHER = "/opt/modeldeploy/bin/modeldeploy-haproxy"
 
 
-def haproxy_env() -> dict[str, str]:
+def haproxy_env(launcher: str) -> dict[str, str]:
     """HAProxy settings common to every haproxy mode (pure)."""
     return {
         "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(HAPROXY_CLIENT_TIMEOUT_S),
         "RAY_SERVE_HAPROXY_RETRY_ON": HAPROXY_RETRY_ON,
+        "RAY_SERVE_HAPROXY_BINARY_PATH": launcher,
     }
 
 
-def ingress_env(mode: IngressMode) -> dict[str, str]:
+def ingress_env(
+    mode: IngressMode, haproxy_launcher: str = IMAGE_HAPROXY_LAUNCHER
+) -> dict[str, str]:
     """Environment variables that select `mode` (pure)."""
     if mode == "proxy":
         return {
@@ -65,18 +72,18 @@ def ingress_env(mode: IngressMode) -> dict[str, str]:
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
         }
     if mode == "haproxy":
-        return haproxy_env() | {
+        return haproxy_env(haproxy_launcher) | {
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
         }
     if mode == "haproxy-mainloop":
-        return haproxy_env() | {
+        return haproxy_env(haproxy_launcher) | {
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
             "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
         }
     if mode == "haproxy-throughput":
-        return haproxy_env() | {
+        return haproxy_env(haproxy_launcher) | {
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         }

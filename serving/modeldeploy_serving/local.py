@@ -43,12 +43,17 @@ def free_port() -> int:
         return port
 
 
+def local_haproxy_launcher() -> str:
+    """The `modeldeploy-haproxy` command installed beside this Python."""
+    return str(Path(sys.executable).parent / "modeldeploy-haproxy")
+
+
 def local_ray_env(mode: IngressMode, scratch: Path, port: int) -> dict[str, str]:
     """Environment for a Ray this process starts: the ingress mode, plus HAProxy's files and
     side ports moved off their fixed defaults so two local servers do not collide."""
     # Short autoscaling metric pushes (the queue-depth policy reacts in about a second), and
     # Serve's own loops woken less often.
-    env = ingress_env(mode) | serve_env()
+    env = ingress_env(mode, haproxy_launcher=local_haproxy_launcher()) | serve_env()
     # vLLM's engine processes talk over ZMQ sockets it creates here (default: the temp dir)
     # and leaves behind when Ray stops them; the scratch folder goes with this Ray.
     env["VLLM_RPC_BASE_PATH"] = str(scratch)

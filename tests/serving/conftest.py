@@ -132,6 +132,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     )
     reference_file = logs / "reference.json"
     direct_log = logs / "direct-engine.log"
+    # vLLM's ZMQ sockets (default: the temp dir, left behind) go with pytest's temp folders.
+    ipc = logs / "direct-engine-ipc"
+    ipc.mkdir()
     with direct_log.open("wb") as log:
         direct = subprocess.Popen(
             [
@@ -142,6 +145,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=os.environ | {"VLLM_RPC_BASE_PATH": str(ipc)},
             start_new_session=True,
         )
     try:

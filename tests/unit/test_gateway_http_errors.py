@@ -1,8 +1,8 @@
 """Errors of the gateway's local path reach OpenAI clients as error objects.
 
-The engine's own errors are JSON and pass unchanged; the serving proxy's are not: HAProxy
-answers a replica lost mid-request, or no replica left, with Ray's plain-text page
-("Internal Server Error", the same bytes for its 502, 503 and 504). A body too large gets 413
+The engine's own errors are JSON and pass unchanged; a serving proxy's may not be: Serve's
+Python proxy, and HAProxy without modeldeploy-haproxy, answer a replica lost mid-request, or no
+replica left, with Ray's plain-text "Internal Server Error". A body too large gets 413
 and one that stalls 408, and the gateway keeps answering. A real gateway process in front of a
 real HTTP upstream that answers like each, called with the official client.
 """
@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 
 from modeldeploy_serving.gateway.app import SERVED_BY_HEADER, needs_error_object
 from modeldeploy_serving.local import free_port
-from modeldeploy_serving.procs import wait_until
+from modeldeploy_serving.procs import ServerProcess
 
 MAX_REQUEST_BYTES = 64 * 1024
 READ_TIMEOUT_S = 2.0
@@ -72,14 +71,6 @@ def test_only_errors_that_are_not_json_are_replaced() -> None:
     assert not needs_error_object(200, "text/plain")
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     scratch: Path = tmp_path_factory.mktemp("gateway")
@@ -97,26 +88,25 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     }
     (scratch / "gateway.json").write_text(json.dumps(config))
     (scratch / "replicas.json").write_text(json.dumps({"m": 1}))
+    # The upstream answers no health path; the gateway's first request waits for it to listen.
     upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(upstream_port)])
-    gateway = subprocess.Popen(
+    gateway = ServerProcess(
         [
             *(sys.executable, "-m", "modeldeploy_serving.gateway", str(scratch / "gateway.json")),
-            *("--port", str(gateway_port), "--replicas-file", str(scratch / "replicas.json")),
-        ]
+            *("--replicas-file", str(scratch / "replicas.json"), "--port", str(gateway_port)),
+        ],
+        gateway_port,
+        scratch / "gateway.log",
+        "gateway",
+        ready_path="/health",
     )
     try:
-        base = f"http://127.0.0.1:{gateway_port}"
-        wait_until(
-            lambda: gateway.poll() is not None or _answers(f"{base}/health"),
-            60,
-            "the gateway's /health",
-        )
-        assert gateway.poll() is None, "the gateway exited while starting"
-        yield openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+        gateway.start()
+        yield openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="unused", max_retries=0)
     finally:
-        for process in (gateway, upstream):
-            process.terminate()
-            process.wait(timeout=30)
+        gateway.stop()
+        upstream.terminate()
+        upstream.wait(timeout=30)
 
 
 def _chat(client: openai.OpenAI, user: str, content: str = "hi") -> None:
@@ -126,9 +116,11 @@ def _chat(client: openai.OpenAI, user: str, content: str = "hi") -> None:
 
 
 def _still_answering(client: openai.OpenAI) -> None:
+    """The engine's own error object passes through unchanged, marked as served locally."""
     with pytest.raises(openai.BadRequestError) as raised:
         _chat(client, "engine-error")
     assert raised.value.body == ENGINE_ERROR["error"]
+    assert raised.value.response.headers[SERVED_BY_HEADER] == "local"
 
 
 def test_the_serving_proxys_plain_text_error_becomes_an_error_object(
@@ -141,13 +133,7 @@ def test_the_serving_proxys_plain_text_error_becomes_an_error_object(
     assert raised.value.body["code"] == "local_error"
     assert "The local replicas of 'm' failed" in raised.value.body["message"]
     assert raised.value.response.headers["content-type"] == "application/json"
-
-
-def test_the_engines_own_error_object_passes_unchanged(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as raised:
-        _chat(client, "engine-error")
-    assert raised.value.body == ENGINE_ERROR["error"]
-    assert raised.value.response.headers[SERVED_BY_HEADER] == "local"
+    _still_answering(client)
 
 
 def test_a_body_beyond_the_limit_gets_413(client: openai.OpenAI) -> None:

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from modeldeploy_serving.ingress import HAPROXY_CLIENT_TIMEOUT_S, INGRESS_MODES, ingress_env
+import os
+from pathlib import Path
+
+from modeldeploy_serving.ingress import (
+    HAPROXY_CLIENT_TIMEOUT_S,
+    IMAGE_HAPROXY_LAUNCHER,
+    INGRESS_MODES,
+    ingress_env,
+)
+from modeldeploy_serving.local import local_haproxy_launcher, local_ray_env
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_haproxy_modes_retry_empty_responses_and_time_out_stalled_clients() -> None:
@@ -10,8 +21,24 @@ def test_haproxy_modes_retry_empty_responses_and_time_out_stalled_clients() -> N
         env = ingress_env(mode)  # type: ignore[arg-type]
         if env.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
             assert "RAY_SERVE_HAPROXY_RETRY_ON" not in env
+            assert "RAY_SERVE_HAPROXY_BINARY_PATH" not in env
             continue
         assert env["RAY_SERVE_HAPROXY_RETRY_ON"].split() == ["conn-failure", "empty-response"]
         assert env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"] == str(HAPROXY_CLIENT_TIMEOUT_S)
+        assert env["RAY_SERVE_HAPROXY_BINARY_PATH"] == IMAGE_HAPROXY_LAUNCHER
     # Far below Ray's hour, far above a client pausing between two writes.
     assert 10 <= HAPROXY_CLIENT_TIMEOUT_S <= 120
+
+
+def test_the_image_launcher_is_where_the_serving_image_installs_modeldeploy() -> None:
+    dockerfile = (ROOT / "docker" / "serving.Dockerfile").read_text()
+    venv = Path(IMAGE_HAPROXY_LAUNCHER).parent.parent
+    assert f"python -m venv {venv}" in dockerfile
+    assert f"COPY --from=build {venv} {venv}" in dockerfile
+
+
+def test_a_local_ray_starts_the_launcher_installed_beside_its_python(tmp_path: Path) -> None:
+    # Ray refuses a path that is not an executable file, and HAProxy would then not start.
+    launcher = local_ray_env("haproxy", tmp_path, 9100)["RAY_SERVE_HAPROXY_BINARY_PATH"]
+    assert launcher == local_haproxy_launcher()
+    assert os.path.isfile(launcher) and os.access(launcher, os.X_OK)

@@ -480,8 +480,8 @@ class Gateway:
             self._count(route.name, "rejected", "QueueFull")
             return _queue_full(route.name, retry_after)
         if needs_error_object(upstream.status, upstream.content_type):
-            # Not the engine's own error (those are JSON) but the serving proxy's: HAProxy
-            # answers a replica lost mid-request or none left with a plain-text page.
+            # Not the engine's own error nor HAProxy's (both JSON) but another proxy's page,
+            # e.g. Serve's Python proxy (the other ingress modes) when no replica answers.
             status = upstream.status
             upstream.close()
             finish()

@@ -218,4 +218,6 @@ def test_head_and_workers_share_the_ray_serve_environment() -> None:
     head, worker = ray_env(build_head_pod(owner)), ray_env(build_worker_pod(owner, 0))
     assert head == worker
     assert head["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    # The serving image's launcher, which answers HAProxy's own errors as OpenAI error objects.
+    assert head["RAY_SERVE_HAPROXY_BINARY_PATH"] == "/opt/modeldeploy/bin/modeldeploy-haproxy"
     assert head["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"
