@@ -23,15 +23,13 @@ line or headers that never complete or do not parse). HAProxy 2.8, which Ray bun
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sys
 from collections.abc import Mapping
-from http import HTTPStatus
 from pathlib import Path
 from typing import NoReturn
 
-from modeldeploy_serving.http_errors import openai_error
+from modeldeploy_serving.http_errors import openai_error, raw_json_response
 
 MARKER = "# modeldeploy: HAProxy's own errors as OpenAI error objects"
 
@@ -56,16 +54,7 @@ ENV_BINARY_PATH = "RAY_SERVE_HAPROXY_BINARY_PATH"
 
 def error_file(status: int, message: str) -> bytes:
     """A whole HTTP response, as HAProxy's `errorfile` takes it, with an OpenAI error body."""
-    body = json.dumps(openai_error(status, message)).encode()
-    head = (
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Cache-Control: no-cache\r\n"
-        "Connection: close\r\n"
-        "\r\n"
-    )
-    return head.encode() + body
+    return raw_json_response(status, openai_error(status, message))
 
 
 def with_error_files(config: str, files: Mapping[int, str]) -> str:

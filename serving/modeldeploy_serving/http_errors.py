@@ -5,10 +5,14 @@ FastAPI's HTTPException only; Starlette's router raises Starlette's HTTPExceptio
 method it does not serve, which FastAPI answers as `{"detail": "Not Found"}`. An OpenAI client
 then sees a body it cannot read as an error. `install` adds a handler for Starlette's class:
 FastAPI's subclass keeps vLLM's handler (the most specific class wins).
+
+`raw_json_response` is such an answer as whole bytes, for what answers before any app does
+(HAProxy's error files, the gateway's header deadline).
 """
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -20,6 +24,21 @@ def openai_error(status: int, message: str) -> dict[str, Any]:
     except ValueError:
         phrase = "Error"
     return {"error": {"message": message, "type": phrase, "param": None, "code": status}}
+
+
+def raw_json_response(status: int, body: dict[str, Any]) -> bytes:
+    """A whole HTTP/1.1 response with a JSON body that closes its connection, for a server to
+    write as is: an HAProxy error file, an answer before any app runs (pure)."""
+    content = json.dumps(body).encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(content)}\r\n"
+        "Cache-Control: no-cache\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    )
+    return head.encode() + content
 
 
 def install(app: Any) -> None:

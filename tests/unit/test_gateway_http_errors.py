@@ -2,13 +2,14 @@
 
 The engine's own errors are JSON and pass unchanged; a serving proxy's may not be: Serve's
 Python proxy, and HAProxy without modeldeploy-haproxy, answer a replica lost mid-request, or no
-replica left, with Ray's plain-text "Internal Server Error". A body too large gets 413
-and one that stalls 408, and the gateway keeps answering. A real gateway process in front of a
-real HTTP upstream that answers like each, called with the official client.
+replica left, with Ray's plain-text "Internal Server Error". A body too large gets 413, a body
+or headers that stall get 408, and the gateway keeps answering. A real gateway process in front
+of a real HTTP upstream that answers like each, called with the official client.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -170,3 +172,64 @@ def test_a_body_that_stalls_gets_408_after_the_read_timeout(client: openai.OpenA
     error = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
     assert error["code"] == "request_timeout"
     _still_answering(client)
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    answer = b""
+    while part := sock.recv(65536):
+        answer += part
+    return answer
+
+
+def _status_and_error(answer: bytes) -> tuple[bytes, dict[str, Any]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split()[1], json.loads(body)["error"]
+
+
+def _stalled(client: openai.OpenAI, sent: bytes) -> tuple[bytes, float]:
+    """What the gateway answers a connection that sent `sent` and stalled, and when."""
+    host, port = client.base_url.host, client.base_url.port
+    assert port is not None
+    started = time.monotonic()
+    with socket.create_connection((host, port), timeout=READ_TIMEOUT_S + 30) as sock:
+        sock.sendall(sent)
+        answer = _until_closed(sock)
+    return answer, time.monotonic() - started
+
+
+def test_headers_that_stall_get_408_after_the_read_timeout(client: openai.OpenAI) -> None:
+    # uvicorn alone would hold such a connection for good.
+    answer, waited_s = _stalled(client, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nCont")
+    assert READ_TIMEOUT_S * 0.9 <= waited_s < READ_TIMEOUT_S + 20, waited_s
+    status, error = _status_and_error(answer)
+    assert status == b"408", answer[:200]
+    assert error["code"] == "request_timeout" and "line and headers" in error["message"]
+    _still_answering(client)
+
+
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(
+    client: openai.OpenAI,
+) -> None:
+    # Closed like an idle keep-alive connection: no 408 a pooled client could take for its own.
+    answer, waited_s = _stalled(client, b"")
+    assert answer == b""
+    assert READ_TIMEOUT_S * 0.9 <= waited_s < READ_TIMEOUT_S + 20, waited_s
+
+
+def test_a_keep_alive_connection_gets_the_same_deadline_for_its_next_request(
+    client: openai.OpenAI,
+) -> None:
+    assert client.base_url.port is not None
+    connection = http.client.HTTPConnection(
+        client.base_url.host, client.base_url.port, timeout=READ_TIMEOUT_S + 30
+    )
+    body = json.dumps({"model": "m", "messages": [], "user": "engine-error"})
+    connection.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+    first = connection.getresponse()
+    assert first.status == 400 and json.loads(first.read()) == ENGINE_ERROR
+    # Answered, and the connection kept open; the next request stalls in its headers.
+    assert connection.sock is not None
+    connection.sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHo")
+    status, error = _status_and_error(_until_closed(connection.sock))
+    connection.close()
+    assert status == b"408" and error["code"] == "request_timeout"

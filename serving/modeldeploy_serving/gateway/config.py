@@ -155,8 +155,9 @@ class GatewayConfig(_Model):
         default=30.0,
         gt=0,
         description=(
-            "Longest a client may take to send its request body; slower: 408. A client that "
-            "stalls then holds no connection for long (the serving proxy's own client timeout)."
+            "Longest a client may take to send its request line and headers, and then its "
+            "body; slower: 408. A client that stalls then holds no connection for long (the "
+            "serving proxy's own client timeout)."
         ),
     )
 

@@ -6,6 +6,7 @@ import logging
 
 from .app import Gateway
 from .config import GatewayConfig
+from .header_deadline import header_deadline_protocol
 from .replicas import ReplicaSource
 
 
@@ -30,9 +31,10 @@ def run_gateway(
             timeout_keep_alive=30,
             # uvloop's event loop and httptools' C parser instead of asyncio's loop and h11:
             # 4-9 % less of the gateway's CPU per streamed request (bench/overhead/gateway_cpu.py;
-            # figures in app.py's docstring).
+            # figures in app.py's docstring). The parser's protocol adds a deadline for each
+            # request's line and headers, which uvicorn lacks.
             loop="uvloop",
-            http="httptools",
+            http=header_deadline_protocol(config.request_read_timeout_s),
         )
     )
     server.run()
