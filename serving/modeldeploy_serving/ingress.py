@@ -40,6 +40,12 @@ HAPROXY_CLIENT_TIMEOUT_S = 30
 # inference: the first replica returned nothing, and an OpenAI request has no side effect a
 # replay would repeat. A response already started (a stream) is never replayed.
 HAPROXY_RETRY_ON = "conn-failure empty-response"
+# How long an HAProxy process that a reload replaced may finish the responses it carries. Ray
+# reloads HAProxy on every replica change (each autoscaling step), and its default of 120 s cut
+# any stream still running 120 s later, on every replica alike. An hour covers the longest
+# generations. Ray keeps a stopped replica's port out of use this long too (plus 30 s), so an
+# old process never reaches another replica on it: up to 1,000 ports per node (Ray's range).
+HAPROXY_DRAIN_LIMIT_S = 3600
 # The command Ray starts as HAProxy in the serving image (docker/serving.Dockerfile installs
 # modeldeploy into /opt/modeldeploy): it answers HAProxy's own errors as OpenAI error objects
 # (modeldeploy_serving.haproxy_errors). A local Ray names the one beside its Python instead.
@@ -51,6 +57,7 @@ def haproxy_env(launcher: str) -> dict[str, str]:
     return {
         "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(HAPROXY_CLIENT_TIMEOUT_S),
         "RAY_SERVE_HAPROXY_RETRY_ON": HAPROXY_RETRY_ON,
+        "RAY_SERVE_HAPROXY_HARD_STOP_AFTER_S": str(HAPROXY_DRAIN_LIMIT_S),
         "RAY_SERVE_HAPROXY_BINARY_PATH": launcher,
     }
 

@@ -8,7 +8,8 @@ replica holding the most streams is killed. What a client sees:
   computing can fail (at most one per client thread); the test counts both kinds;
 - a stream the killed replica was still producing cannot be replayed (part of it was
   delivered): it ends with an error the openai client raises, soon, never a hang; the streams on
-  the other replica complete.
+  the other replica complete, also when they outlast Ray's default limit for the HAProxy process
+  the kill's reload replaced (120 s; `HAPROXY_DRAIN_LIMIT_S` in modeldeploy_serving.ingress).
 
 Which replica took which stream is read from each replica's own /metrics (vLLM's
 `num_requests_running`) as the streams start one by one, so the test does not depend on how
@@ -289,7 +290,8 @@ def test_killed_replica_loses_no_request_and_ends_its_streams_cleanly(
         f"streams: {len(on_victim)} on the killed replica, {len(cut)} of them cut, "
         f"{len(elsewhere)} on the other; errors: "
         f"{[type(s.error).__name__ + ': ' + str(s.error)[:120] for s in cut]}; "
-        f"after the kill in {[round(s.ended - killed_at, 2) for s in cut]} s"
+        f"after the kill in {[round(s.ended - killed_at, 2) for s in cut]} s; the other "
+        f"replica's ended {[round(s.ended - killed_at, 2) for s in elsewhere]} s after it"
     )
     # A stream the engine had finished before the kill may still have been in flight to a slow
     # client (HAProxy and the sockets hold the rest) and completes; any other one is cut.

@@ -26,6 +26,8 @@ def test_haproxy_modes_retry_empty_responses_and_time_out_stalled_clients() -> N
         assert env["RAY_SERVE_HAPROXY_RETRY_ON"].split() == ["conn-failure", "empty-response"]
         assert env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"] == str(HAPROXY_CLIENT_TIMEOUT_S)
         assert env["RAY_SERVE_HAPROXY_BINARY_PATH"] == IMAGE_HAPROXY_LAUNCHER
+        # A reload (any replica change) lets running streams finish: not Ray's 120 s.
+        assert int(env["RAY_SERVE_HAPROXY_HARD_STOP_AFTER_S"]) >= 1800
     # Far below Ray's hour, far above a client pausing between two writes.
     assert 10 <= HAPROXY_CLIENT_TIMEOUT_S <= 120
 
