@@ -31,6 +31,13 @@ def peers(cluster: LocalCluster) -> dict[str, dict[str, Any]]:
     return status
 
 
+def _paused(log: str) -> bool:
+    """Whether a replica's kopf is paused now, from its log: kopf starts every peer paused and
+    logs each change, so paused unless its last change was a resume."""
+    resumed = log.rfind("Resuming operations")
+    return resumed == -1 or resumed < log.rfind("Pausing operations")
+
+
 def test_one_replica_is_active_and_the_standby_takes_over(
     cluster: LocalCluster,
     admin: client.ApiClient,
@@ -53,18 +60,22 @@ def test_one_replica_is_active_and_the_standby_takes_over(
             f"both replicas have peering priority {priorities}: kopf pauses them all"
         )
         active = max(ids, key=lambda pod_id: priorities[pod_id])
+        standby = next(pod_id for pod_id in ids if pod_id != active)
+        # The replica that starts first works until it sees the other: a standby may have run
+        # handlers before it paused. From then on, it must run none.
+        wait_until(lambda: _paused(logs[standby].read_text()), 30, "the standby paused")
+        standby_before = len(logs[standby].read_text())
 
         mds = ModelDeployments(admin, namespace)
         mds.create("ha", ONE_WORKER)
         wait_children(mds, "ha", workers=1, timeout=60)
-        # kopf starts every peer paused and resumes the one that finds no live peer above it,
-        # so a standby may never log a pause: what shows who works is its handlers' log lines.
-        standby = next(pod_id for pod_id in ids if pod_id != active)
+        # What shows who works is each replica's handler log lines.
         handled = "kopf.objects"
         wait_until(lambda: handled in logs[active].read_text(), 10, "the active's handler lines")
-        assert handled not in logs[standby].read_text(), (
+        since_paused = logs[standby].read_text()[standby_before:]
+        assert handled not in since_paused, (
             f"the standby {standby} ran handlers while {active} was active:\n"
-            + logs[standby].read_text()[-3000:]
+            + since_paused[-3000:]
         )
 
         # The active replica dies without a goodbye; the standby resumes once its keep-alive
