@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+from modeldeploy_serving.haproxy_launcher import ENV_BINARY_PATH
+
 IngressMode = Literal["proxy", "direct", "haproxy", "haproxy-mainloop", "haproxy-throughput"]
 INGRESS_MODES: tuple[str, ...] = get_args(IngressMode)
 
@@ -47,8 +49,9 @@ HAPROXY_RETRY_ON = "conn-failure empty-response"
 # old process never reaches another replica on it: up to 1,000 ports per node (Ray's range).
 HAPROXY_DRAIN_LIMIT_S = 3600
 # The command Ray starts as HAProxy in the serving image (docker/serving.Dockerfile installs
-# modeldeploy into /opt/modeldeploy): it answers HAProxy's own errors as OpenAI error objects
-# (modeldeploy_serving.haproxy_errors). A local Ray names the one beside its Python instead.
+# modeldeploy into /opt/modeldeploy): it adds request buffering, which retries need, and
+# OpenAI error objects for HAProxy's own errors (modeldeploy_serving.haproxy_launcher). A local
+# Ray names the one beside its Python instead.
 IMAGE_HAPROXY_LAUNCHER = "/opt/modeldeploy/bin/modeldeploy-haproxy"
 
 
@@ -58,7 +61,7 @@ def haproxy_env(launcher: str) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(HAPROXY_CLIENT_TIMEOUT_S),
         "RAY_SERVE_HAPROXY_RETRY_ON": HAPROXY_RETRY_ON,
         "RAY_SERVE_HAPROXY_HARD_STOP_AFTER_S": str(HAPROXY_DRAIN_LIMIT_S),
-        "RAY_SERVE_HAPROXY_BINARY_PATH": launcher,
+        ENV_BINARY_PATH: launcher,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,15 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes the connection (the socket's own timeout
+    bounds each read)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
 
 
 def tail(path: Path, lines: int = 40) -> str:

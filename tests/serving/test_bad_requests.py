@@ -10,10 +10,10 @@ What answers each case, as measured on this stack:
   by modeldeploy_serving.http_errors (FastAPI's default is `{"detail": ...}`);
 - unknown parameters: vLLM's request models allow extra fields (`extra="allow"`, as OpenAI's
   API does) and ignore them: 200;
-- a client that sends its headers and part of its body, then stalls: HAProxy answers 400 after
-  its client inactivity timeout (`HAPROXY_CLIENT_TIMEOUT_S` in modeldeploy_serving.ingress), as
-  an OpenAI error object (modeldeploy_serving.haproxy_errors), and serves other clients
-  meanwhile.
+- a client that sends its headers and part of its body, then stalls: HAProxy, which waits for
+  a whole request before it forwards it, answers 408 after its client inactivity timeout
+  (`HAPROXY_CLIENT_TIMEOUT_S` in modeldeploy_serving.ingress), as an OpenAI error object
+  (modeldeploy_serving.haproxy_errors), and serves other clients meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import openai
 import pytest
 
 from modeldeploy_serving.ingress import HAPROXY_CLIENT_TIMEOUT_S
+from modeldeploy_serving.procs import read_until_closed
 
 from .conftest import Servers
 
@@ -180,16 +181,6 @@ def _stalled_request(base_url: str, model: str) -> socket.socket:
     return sock
 
 
-def _read_until_closed(sock: socket.socket, timeout_s: float) -> bytes:
-    sock.settimeout(timeout_s)
-    received = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return received
-        received += chunk
-
-
 def test_a_stalled_client_is_timed_out_without_blocking_others(
     servers: Servers, client: openai.OpenAI, model: str
 ) -> None:
@@ -203,7 +194,9 @@ def test_a_stalled_client_is_timed_out_without_blocking_others(
         # The server ends every stalled request itself: recv returns (an HTTP error or the
         # end of the stream) long before the hang guard, which is far beyond the timeout.
         guard_s = HAPROXY_CLIENT_TIMEOUT_S + REQUEST_TIMEOUT_S
-        answers = [_read_until_closed(sock, guard_s) for sock in stalled]
+        for sock in stalled:
+            sock.settimeout(guard_s)
+        answers = [read_until_closed(sock) for sock in stalled]
     finally:
         for sock in stalled:
             sock.close()
@@ -211,10 +204,10 @@ def test_a_stalled_client_is_timed_out_without_blocking_others(
     # Not before the client went quiet for the inactivity timeout: the server waited for it.
     assert waited_s >= HAPROXY_CLIENT_TIMEOUT_S * 0.9, waited_s
     for answer in answers:
-        # HAProxy's 400, through modeldeploy-haproxy: an OpenAI error object, not its HTML page.
+        # HAProxy's 408, through modeldeploy-haproxy: an OpenAI error object, not its HTML page.
         head, _, body = answer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+        assert head.startswith(b"HTTP/1.1 408 "), answer[:300]
         assert b"\r\ncontent-type: application/json" in head.lower(), head
         error = json.loads(body)["error"]
-        assert error["code"] == 400 and "stopped arriving" in error["message"], error
+        assert error["code"] == 408 and "did not arrive completely" in error["message"], error
     _still_serving(client, model)

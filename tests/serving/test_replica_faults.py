@@ -11,14 +11,17 @@ replica holding the most streams is killed. What a client sees:
   the other replica complete, also when they outlast Ray's default limit for the HAProxy process
   the kill's reload replaced (120 s; `HAPROXY_DRAIN_LIMIT_S` in modeldeploy_serving.ingress).
 
-Which replica took which stream is read from each replica's own /metrics (vLLM's
-`num_requests_running`) as the streams start one by one, so the test does not depend on how
-HAProxy spreads them.
+Which replica took which stream is read from HAProxy's own statistics (requests sent to each
+server) as the streams start one by one, so the test does not depend on how HAProxy spreads
+them. HAProxy answers those at once; a replica's /metrics, read in the same loop, took up to 35 s
+while the replicas streamed on a 2-core machine.
 """
 
 from __future__ import annotations
 
+import csv
 import http.client
+import io
 import os
 import re
 import signal
@@ -53,8 +56,10 @@ CALLS_BEFORE_KILL = 3
 LOAD_AFTER_KILL_S = 15.0
 # A hang guard far beyond any answer on a shared machine, not a latency target.
 REQUEST_TIMEOUT_S = 300.0
-RUNNING = re.compile(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
 SUCCEEDED = re.compile(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
+# In the configuration Ray renders for HAProxy: its statistics page, and its servers.
+STATS_PAGE = re.compile(r"^listen stats\n\s+bind \*:(\d+)\n(?:\s+.*\n)*?\s+stats uri (\S+)$", re.M)
+SERVER = re.compile(r"^\s+server (\S+) \S+:(\d+) ", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +138,30 @@ def _replicas(server: ServerProcess) -> list[Replica]:
     return found
 
 
+def _haproxy_config(server: ServerProcess) -> str:
+    """The configuration Ray rendered for this server's HAProxy (it names it with `-f`)."""
+    assert server.process is not None
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            cmdline = child.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if cmdline and Path(cmdline[0]).name == "haproxy" and "-f" in cmdline[:-1]:
+            return Path(cmdline[cmdline.index("-f") + 1]).read_text()
+    raise AssertionError("no HAProxy process under the server")
+
+
+def _requests_sent(config: str) -> dict[str, int]:
+    """How many requests HAProxy has sent to each server (its `stot`), by the server's port."""
+    page = STATS_PAGE.search(config)
+    assert page is not None, "no statistics page in HAProxy's configuration"
+    ports = dict(SERVER.findall(config))
+    url = f"http://127.0.0.1:{page[1]}{page[2]};csv"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        rows = csv.DictReader(io.StringIO(response.read().decode().removeprefix("# ")))
+        return {ports[row["svname"]]: int(row["stot"]) for row in rows if row["svname"] in ports}
+
+
 @dataclass
 class Call:
     started: float
@@ -162,7 +191,9 @@ def _load(client: openai.OpenAI, stop: threading.Event, calls: list[Call]) -> No
         try:
             error = None if _chat(client) is not None else "no content"
         except Exception as caught:
-            error = f"{type(caught).__name__}: {caught}"
+            # The transport's own exception says how the connection failed (refused, reset,
+            # closed with no answer); openai's message does not.
+            error = f"{type(caught).__name__}: {caught} ({caught.__cause__!r})"
         calls.append(Call(started, time.monotonic(), error))
 
 
@@ -198,28 +229,24 @@ def _both_in_rotation(client: openai.OpenAI, replicas: list[Replica]) -> None:
 
 
 def _start_streams(
-    client: openai.OpenAI, replicas: list[Replica]
+    client: openai.OpenAI, replicas: list[Replica], haproxy_config: str
 ) -> tuple[list[Stream], list[threading.Thread], list[int]]:
     """Start the streams one at a time; return them, their threads and which replica (index
-    into `replicas`) runs each, read from the replicas' running counts as each one starts."""
+    into `replicas`) runs each, read from HAProxy's requests sent per server as each starts."""
+    by_port = {r.address.rsplit(":", 1)[1]: i for i, r in enumerate(replicas)}
     streams, threads, placed = [], [], []
     for _ in range(STREAMS):
-        before = [r.gauge(RUNNING) for r in replicas]
+        before = _requests_sent(haproxy_config)
         stream = Stream()
         thread = threading.Thread(target=_stream, args=(client, stream))
         thread.start()
         wait_until(lambda s=stream: s.chunks > 0 or s.error is not None, 300, "a stream flowing")
         assert stream.error is None, repr(stream.error)
-        grown: list[int] = []
-
-        def one_grew(before: list[float] = before, grown: list[int] = grown) -> bool:
-            grown[:] = [i for i, r in enumerate(replicas) if r.gauge(RUNNING) > before[i]]
-            return len(grown) == 1
-
-        wait_until(one_grew, 30, "the new stream counted by one replica")
+        grown = [p for p, sent in _requests_sent(haproxy_config).items() if sent > before.get(p, 0)]
+        assert len(grown) == 1 and grown[0] in by_port, (grown, by_port)
         streams.append(stream)
         threads.append(thread)
-        placed.append(grown[0])
+        placed.append(by_port[grown[0]])
     return streams, threads, placed
 
 
@@ -244,7 +271,7 @@ def test_killed_replica_loses_no_request_and_ends_its_streams_cleanly(
 
     stop = threading.Event()
     calls: list[Call] = []
-    streams, threads, placed = _start_streams(client, replicas)
+    streams, threads, placed = _start_streams(client, replicas, _haproxy_config(server))
     victim_index = max(range(len(replicas)), key=placed.count)
     victim = replicas[victim_index].process
     victim_tree = [victim, *victim.children(recursive=True)]

@@ -10,6 +10,7 @@ of a real HTTP upstream that answers like each, called with the official client.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import socket
 import subprocess
@@ -24,7 +25,7 @@ import pytest
 
 from modeldeploy_serving.gateway.app import SERVED_BY_HEADER, needs_error_object
 from modeldeploy_serving.local import free_port
-from modeldeploy_serving.procs import ServerProcess
+from modeldeploy_serving.procs import ServerProcess, read_until_closed
 
 MAX_REQUEST_BYTES = 64 * 1024
 READ_TIMEOUT_S = 2.0
@@ -38,9 +39,13 @@ ENGINE_ERROR = {
     }
 }
 
-# Answers as the request's `user` field asks: Ray's HAProxy error page, or vLLM's JSON error.
+# An upstream answer that outlasts the gateway's header deadline.
+SLOW_ANSWER_S = READ_TIMEOUT_S * 2
+
+# Answers as the request's `user` field asks: Ray's HAProxy error page, or vLLM's JSON error
+# (after SLOW_ANSWER_S for "slow-engine-error").
 UPSTREAM = f"""
-import json, sys
+import asyncio, json, sys
 import uvicorn
 
 PROXY_PAGE = b"Internal Server Error"
@@ -52,7 +57,10 @@ async def app(scope, receive, send):
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    if json.loads(body).get("user") == "proxy-error":
+    user = json.loads(body).get("user")
+    if user == "slow-engine-error":
+        await asyncio.sleep({SLOW_ANSWER_S})
+    if user == "proxy-error":
         status, kind, content = 500, b"text/plain", PROXY_PAGE
     else:
         status, kind, content = 400, b"application/json", ENGINE_ERROR
@@ -174,13 +182,6 @@ def test_a_body_that_stalls_gets_408_after_the_read_timeout(client: openai.OpenA
     _still_answering(client)
 
 
-def _until_closed(sock: socket.socket) -> bytes:
-    answer = b""
-    while part := sock.recv(65536):
-        answer += part
-    return answer
-
-
 def _status_and_error(answer: bytes) -> tuple[bytes, dict[str, Any]]:
     head, _, body = answer.partition(b"\r\n\r\n")
     return head.split()[1], json.loads(body)["error"]
@@ -193,7 +194,7 @@ def _stalled(client: openai.OpenAI, sent: bytes) -> tuple[bytes, float]:
     started = time.monotonic()
     with socket.create_connection((host, port), timeout=READ_TIMEOUT_S + 30) as sock:
         sock.sendall(sent)
-        answer = _until_closed(sock)
+        answer = read_until_closed(sock)
     return answer, time.monotonic() - started
 
 
@@ -230,6 +231,40 @@ def test_a_keep_alive_connection_gets_the_same_deadline_for_its_next_request(
     # Answered, and the connection kept open; the next request stalls in its headers.
     assert connection.sock is not None
     connection.sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHo")
-    status, error = _status_and_error(_until_closed(connection.sock))
+    status, error = _status_and_error(read_until_closed(connection.sock))
     connection.close()
     assert status == b"408" and error["code"] == "request_timeout"
+
+
+class _Answer(io.BytesIO):
+    """Bytes a connection received, read as http.client reads a socket; what is left after a
+    response stays readable."""
+
+    def makefile(self, mode: str) -> _Answer:
+        return self
+
+    def close(self) -> None:  # http.client closes its file once a response is read
+        pass
+
+
+def test_a_pipelined_request_that_stalls_ends_the_connection_after_the_answer_before_it(
+    client: openai.OpenAI,
+) -> None:
+    # The deadline of the second request passes while the first is still being answered: that
+    # answer arrives whole, with no 408 written into it or after it, and the connection closes.
+    body = json.dumps({"model": "m", "messages": [], "user": "slow-engine-error"}).encode()
+    first = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    address = (client.base_url.host, client.base_url.port)
+    started = time.monotonic()
+    with socket.create_connection(address, timeout=SLOW_ANSWER_S + 30) as sock:
+        sock.sendall(first + b"POST /v1/chat/completions HTTP/1.1\r\nHo")
+        answer = _Answer(read_until_closed(sock))
+    assert time.monotonic() - started >= SLOW_ANSWER_S * 0.9
+    response = http.client.HTTPResponse(answer, method="POST")  # type: ignore[arg-type]
+    response.begin()
+    assert response.status == 400 and json.loads(response.read()) == ENGINE_ERROR
+    assert answer.read() == b"", answer.getvalue()
+    _still_answering(client)
