@@ -40,7 +40,9 @@ HAPROXY_CLIENT_TIMEOUT_S = 30
 # connection failed (nothing was sent; Ray's default), or the replica closed the connection
 # without a byte of response, as a replica killed mid-request does. Both are safe to replay for
 # inference: the first replica returned nothing, and an OpenAI request has no side effect a
-# replay would repeat. A response already started (a stream) is never replayed.
+# replay would repeat. A response already started (a stream) is never replayed. HAProxy can
+# replay only a request it held whole when it forwarded it: modeldeploy-haproxy adds
+# `option http-buffer-request` for that (modeldeploy_serving.haproxy_launcher).
 HAPROXY_RETRY_ON = "conn-failure empty-response"
 # How long an HAProxy process that a reload replaced may finish the responses it carries. Ray
 # reloads HAProxy on every replica change (each autoscaling step), and its default of 120 s cut

@@ -10,10 +10,8 @@ the same on the whole stack, with Ray's own configuration.
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
-import socketserver
 import struct
 import subprocess
 import threading
@@ -36,6 +34,7 @@ from modeldeploy_serving.haproxy_launcher import (
     with_defaults_lines,
 )
 from modeldeploy_serving.http_errors import openai_error
+from modeldeploy_serving.ingress import HAPROXY_RETRY_ON
 from modeldeploy_serving.local import free_port, local_haproxy_launcher
 from modeldeploy_serving.procs import read_until_closed, wait_until
 
@@ -58,7 +57,7 @@ defaults
     timeout client {client}s
     timeout server 30s
     option redispatch 1
-    retry-on conn-failure empty-response
+    retry-on {retry_on}
     retries 1
     errorfile 502 {page}
     errorfile 503 {page}
@@ -99,7 +98,15 @@ def test_an_error_file_is_an_http_response_with_an_openai_error_object() -> None
 
 
 def test_the_lines_go_at_the_end_of_defaults_after_rays_own() -> None:
-    config = CONFIG.format(client=1, page="/ray/500.http", port=1, live=2, dead=3, resetting=4)
+    config = CONFIG.format(
+        retry_on=HAPROXY_RETRY_ON,
+        client=1,
+        page="/ray/500.http",
+        port=1,
+        live=2,
+        dead=3,
+        resetting=4,
+    )
     added = defaults_lines({503: "/x/503.http", 400: "/x/400.http"})
     assert added == [
         "option http-buffer-request",
@@ -152,32 +159,23 @@ class _Upstream(BaseHTTPRequestHandler):
         pass
 
 
-class _ResettingUpstream(socketserver.ThreadingTCPServer):
-    """Answers the first request on each connection, and resets the connection (RST) as the
-    next one arrives, unread: what a replica's kernel does to a request that reaches it as the
-    replica is killed. Counts its resets."""
+class _ResettingUpstream(_Upstream):
+    """Answers the first request on each connection like _Upstream, and resets the connection
+    (RST) as the next one arrives, unread: what a replica's kernel does to a request that
+    reaches it as the replica is killed. Its server counts the resets."""
 
-    daemon_threads = True
+    def handle(self) -> None:
+        self.handle_one_request()
+        if self.rfile.peek(1):  # the next request on this kept-alive connection
+            linger_0 = struct.pack("ii", 1, 0)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_0)
+            self.connection.close()
+            assert isinstance(self.server, _CountingServer)
+            self.server.resets += 1
+
+
+class _CountingServer(ThreadingHTTPServer):
     resets = 0
-
-    class Handler(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            self.rfile.readline()
-            headers = http.client.parse_headers(self.rfile)
-            self.rfile.read(int(headers["content-length"]))
-            self.wfile.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\n\r\n%s" % (len(CHAT_ANSWER), CHAT_ANSWER)
-            )
-            if self.rfile.peek(1):  # the next request on this kept-alive connection
-                linger_0 = struct.pack("ii", 1, 0)
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_0)
-                self.connection.close()
-                assert isinstance(self.server, _ResettingUpstream)
-                self.server.resets += 1
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), self.Handler)
 
 
 @dataclass
@@ -185,7 +183,7 @@ class Running:
     base_url: str
     config: Path
     proc: subprocess.Popen[bytes]
-    resetting: _ResettingUpstream
+    resetting: _CountingServer
 
 
 @contextmanager
@@ -193,7 +191,7 @@ def _haproxy(command: list[str], tmp_path: Path) -> Iterator[Running]:
     """`command -db -f CONFIG` in front of a live upstream, a dead one, and a resetting one
     beside a live one (`/flaky/`), until the end."""
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    resetting = _ResettingUpstream()
+    resetting = _CountingServer(("127.0.0.1", 0), _ResettingUpstream)
     for server in (upstream, resetting):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     port = free_port()
@@ -202,6 +200,7 @@ def _haproxy(command: list[str], tmp_path: Path) -> Iterator[Running]:
     config = tmp_path / "haproxy.cfg"
     config.write_text(
         CONFIG.format(
+            retry_on=HAPROXY_RETRY_ON,
             client=CLIENT_TIMEOUT_S,
             page=page,
             port=port,
