@@ -23,7 +23,7 @@ typecheck: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-test: lint typecheck test-unit chart-lint test-serving test-e2e
+test: lint typecheck test-unit chart-lint test-serving test-e2e test-node
 
 # The CRD is generated from the pydantic models; the committed copy must match (tests check).
 crd: $(STAMP)

@@ -2,9 +2,11 @@
 
 There is no container runtime and no download site on the machines this project is tested on,
 but the Go module proxy is reachable. So kube-apiserver, kube-controller-manager, kube-scheduler,
-kubectl, etcd, kwok and helm are compiled from their Go modules, once per version, into
-``<cache>/bin/<component>-<version>/`` (outside the clone: CI clones afresh, and binaries are
-never committed). A component is rebuilt only when its folder is missing.
+kubectl, etcd, kwok and helm, and the parts of a real node (kubelet, kube-proxy, containerd,
+runc, CNI plugins, crictl, kube-network-policies, an OCI registry, CoreDNS) are compiled from
+their Go modules, once per version, into ``<cache>/bin/<component>-<version>/`` (outside the
+clone: CI clones afresh, and binaries are never committed). A component is rebuilt only when its
+folder is missing.
 
 ``k8s.io/kubernetes`` and ``go.etcd.io/etcd/server/v3`` cannot be ``go install``-ed: their
 go.mod files replace sibling modules with local folders. Each component is therefore built as a
@@ -57,6 +59,8 @@ class Component:
     # Copies data files the binaries need from the module source (work dir, staging dir, log).
     extras: Callable[[Path, Path, Path], None] = field(default=lambda work, dest, log: None)
     extra_files: tuple[str, ...] = ()  # what `extras` writes; part of "is it built?"
+    # Built with cgo (CGO_ENABLED=1) and linked statically; everything else is pure Go.
+    cgo: bool = False
 
 
 def _staging_version(version: str) -> str:
@@ -102,6 +106,22 @@ def _kwok_stages(work: Path, dest: Path, log: Path) -> None:
     (dest / KWOK_STAGES_FILE).write_text("\n---\n".join(docs) + "\n")
 
 
+def _containerd_ldflags(version: str) -> dict[str, str]:
+    # Without these, `containerd --version` and the CRI's version RPC (which kubelet logs and
+    # crictl prints) report "<release>+unknown".
+    pkg = "github.com/containerd/containerd/v2"
+    return {f"{pkg}/version.Version": version, f"{pkg}/version.Package": pkg}
+
+
+# The CNI plugins a single-node bridge network needs: pod veths on a bridge, addresses from a
+# per-node range, the loopback in each pod, and hostPort mappings.
+CNI_PLUGINS = {
+    "bridge": "main/bridge",
+    "host-local": "ipam/host-local",
+    "loopback": "main/loopback",
+    "portmap": "meta/portmap",
+}
+
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
@@ -114,6 +134,17 @@ COMPONENTS: dict[str, Component] = {
                 for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
             },
             # The tags upstream's release build uses.
+            tags="selinux,notest,grpcnotrace",
+            sibling_version=_staging_version,
+            version_ldflags=_kubernetes_ldflags,
+        ),
+        # A separate component, so adding node binaries leaves the control plane's cached folder
+        # valid; the Go build cache shares the compiled packages between the two.
+        Component(
+            name="kubernetes-node",
+            module="k8s.io/kubernetes",
+            version_key="KUBERNETES_VERSION",
+            binaries={b: f"k8s.io/kubernetes/cmd/{b}" for b in ("kubelet", "kube-proxy")},
             tags="selinux,notest,grpcnotrace",
             sibling_version=_staging_version,
             version_ldflags=_kubernetes_ldflags,
@@ -144,6 +175,92 @@ COMPONENTS: dict[str, Component] = {
                 "helm.sh/helm/v3/internal/version.gitTreeState": "clean",
             },
         ),
+        # Pure Go: without cgo the btrfs snapshotter (the only cgo part) is left out.
+        Component(
+            name="containerd",
+            module="github.com/containerd/containerd/v2",
+            version_key="CONTAINERD_VERSION",
+            binaries={
+                b: f"github.com/containerd/containerd/v2/cmd/{b}"
+                for b in ("containerd", "containerd-shim-runc-v2", "ctr")
+            },
+            tags="urfave_cli_no_docs",  # as upstream's Makefile: no man pages in the binaries
+            version_ldflags=_containerd_ldflags,
+        ),
+        # runc needs cgo (its nsenter runs C before the Go runtime starts) and libseccomp for
+        # seccomp profiles; netgo and osusergo keep the static binary free of glibc's NSS.
+        # Its version comes from an embedded VERSION file; main.version is set anyway, so the
+        # binary reports versions.env even if that file and the tag ever disagree.
+        Component(
+            name="runc",
+            module="github.com/opencontainers/runc",
+            version_key="RUNC_VERSION",
+            binaries={"runc": "github.com/opencontainers/runc"},
+            tags="seccomp,urfave_cli_no_docs,netgo,osusergo",
+            version_ldflags=lambda v: {"main.version": v.removeprefix("v")},
+            cgo=True,
+        ),
+        Component(
+            name="cni-plugins",
+            module="github.com/containernetworking/plugins",
+            version_key="CNI_PLUGINS_VERSION",
+            binaries={
+                b: f"github.com/containernetworking/plugins/plugins/{pkg}"
+                for b, pkg in CNI_PLUGINS.items()
+            },
+            version_ldflags=lambda v: {
+                "github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion": v
+            },
+        ),
+        Component(
+            name="cri-tools",
+            module="sigs.k8s.io/cri-tools",
+            version_key="CRI_TOOLS_VERSION",
+            binaries={"crictl": "sigs.k8s.io/cri-tools/cmd/crictl"},
+            # Upstream's Makefile strips the "v": `crictl --version` prints "crictl version 1.N.M".
+            version_ldflags=lambda v: {
+                "sigs.k8s.io/cri-tools/pkg/version.Version": v.removeprefix("v")
+            },
+        ),
+        # Pure Go (google/nftables, florianl/go-nfqueue): it talks netlink, links no C library.
+        Component(
+            name="kube-network-policies",
+            module="sigs.k8s.io/kube-network-policies",
+            version_key="KUBE_NETWORK_POLICIES_VERSION",
+            binaries={"kube-network-policies": "sigs.k8s.io/kube-network-policies/cmd"},
+        ),
+        # The NetworkPolicy enforcer the real node runs: iptables and ipset (this kernel has no
+        # nftables `queue` expression, which kube-network-policies needs; see versions.env).
+        Component(
+            name="kube-router",
+            module="github.com/cloudnativelabs/kube-router/v2",
+            version_key="KUBE_ROUTER_VERSION",
+            binaries={"kube-router": "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"},
+            version_ldflags=lambda v: {
+                "github.com/cloudnativelabs/kube-router/v2/pkg/version.Version": v
+            },
+        ),
+        # `registry` is an in-memory registry on localhost; `crane` pushes image tarballs into
+        # it and can itself serve one that keeps blobs on disk (`crane registry serve --disk`).
+        Component(
+            name="go-containerregistry",
+            module="github.com/google/go-containerregistry",
+            version_key="GO_CONTAINERREGISTRY_VERSION",
+            binaries={
+                b: f"github.com/google/go-containerregistry/cmd/{b}" for b in ("registry", "crane")
+            },
+            version_ldflags=lambda v: {
+                "github.com/google/go-containerregistry/cmd/crane/cmd.Version": v
+            },
+        ),
+        # CoreDNS's version is a constant in its source; only the commit is a link-time variable.
+        Component(
+            name="coredns",
+            module="github.com/coredns/coredns",
+            version_key="COREDNS_VERSION",
+            binaries={"coredns": "github.com/coredns/coredns"},
+            version_ldflags=lambda v: {"github.com/coredns/coredns/coremain.GitCommit": v},
+        ),
     )
 }
 
@@ -171,15 +288,17 @@ def component_dir(component: Component, version: str) -> Path:
     return cache_root() / "bin" / f"{component.name}-{version}"
 
 
-def _go_env() -> dict[str, str]:
+def _go_env(cgo: bool = False) -> dict[str, str]:
     # -mod=mod and GOWORK=off keep stray vendor folders or go.work files from changing the build;
     # GOTOOLCHAIN=local makes a too-old Go fail loudly instead of silently fetching another one.
+    # cgo is off unless a component needs it: static binaries need no C toolchain or libraries.
     env = dict(os.environ)
-    env |= {"GOFLAGS": "-mod=mod", "GOWORK": "off", "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
+    env |= {"GOFLAGS": "-mod=mod", "GOWORK": "off", "GOTOOLCHAIN": "local"}
+    env["CGO_ENABLED"] = "1" if cgo else "0"
     return env
 
 
-def _run_go(args: list[str], cwd: Path, log: Path, what: str) -> str:
+def _run_go(args: list[str], cwd: Path, log: Path, what: str, cgo: bool = False) -> str:
     """Run one go command, appending its output to the log; raise BuildError naming `what`."""
     go = shutil.which("go")
     if go is None:
@@ -188,7 +307,7 @@ def _run_go(args: list[str], cwd: Path, log: Path, what: str) -> str:
         out.write(f"$ go {' '.join(args)}\n")
         out.flush()
         proc = subprocess.run(
-            [go, *args], cwd=cwd, env=_go_env(), capture_output=True, text=True, check=False
+            [go, *args], cwd=cwd, env=_go_env(cgo), capture_output=True, text=True, check=False
         )
         out.write(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -246,8 +365,10 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _ldflags(component: Component, version: str) -> str:
+    """-s -w, the version variables, and for cgo a static link (no shared libseccomp at run)."""
     xs = " ".join(f"-X '{k}={v}'" for k, v in component.version_ldflags(version).items())
-    return f"-s -w {xs}".strip()
+    static = "-linkmode external -extldflags '-static'" if component.cgo else ""
+    return " ".join(f for f in ("-s -w", xs, static) if f)
 
 
 def _build(component: Component, version: str, dest: Path) -> None:
@@ -263,7 +384,7 @@ def _build(component: Component, version: str, dest: Path) -> None:
     (work / "go.sum").unlink(missing_ok=True)
     # Name the version on every package: a bare `go get pkg` would upgrade the module to latest.
     pkgs = [f"{pkg}@{version}" for pkg in component.binaries.values()]
-    _run_go(["get", *pkgs], work, log, what)
+    _run_go(["get", *pkgs], work, log, what, component.cgo)
     # Build into a fresh folder and rename it into place, so a half-built set is never cached.
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
@@ -271,7 +392,8 @@ def _build(component: Component, version: str, dest: Path) -> None:
             args = ["build", "-trimpath", "-ldflags", _ldflags(component, version)]
             if component.tags:
                 args += ["-tags", component.tags]
-            _run_go([*args, "-o", str(staging / name), pkg], work, log, f"{what} ({name})")
+            out = ["-o", str(staging / name), pkg]
+            _run_go([*args, *out], work, log, f"{what} ({name})", component.cgo)
         component.extras(work, staging, log)
         if dest.exists():  # an incomplete set from an older layout
             shutil.rmtree(dest)

@@ -41,12 +41,15 @@ from typing import Any
 # Re-exported: the e2e tests poll with the same helper as the serving tests.
 from modeldeploy_serving.procs import wait_until as wait_until
 
-from . import binaries
+from . import binaries, node
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
-SERVICE_CIDR = "10.96.0.0/16"
+# The benchmarking range (RFC 2544): Service addresses that can never mean another machine.
+SERVICE_CIDR = "198.19.0.0/16"
+KUBERNETES_SERVICE_IP = "198.19.0.1"
+LOOPBACK = "127.0.0.1"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Control plane components start in this order and stop in the reverse one.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -191,11 +194,14 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_pki(pki: Path) -> None:
-    """A CA, the apiserver's serving certificate, and the service-account signing key.
+def make_pki(pki: Path, host_address: str = LOOPBACK) -> None:
+    """A CA, the apiserver's serving certificate, its kubelet client certificate, and the
+    service-account signing key.
 
     One RSA key signs and verifies ServiceAccount tokens (TokenRequest); the CA is what
-    kubeconfigs trust and what the controller-manager publishes as kube-root-ca.crt.
+    kubeconfigs trust and what the controller-manager publishes as kube-root-ca.crt. The
+    serving certificate names every address a client uses: loopback, the host address pods
+    reach, and the `kubernetes` Service's address.
     """
     pki.mkdir(parents=True, exist_ok=True)
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
@@ -205,8 +211,8 @@ def make_pki(pki: Path) -> None:
         cwd=pki,
     )  # fmt: skip
     (pki / "serving.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
-        "DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.96.0.1\n"
+        f"subjectAltName=IP:{LOOPBACK},IP:{host_address},DNS:localhost,DNS:kubernetes,"
+        f"DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:{KUBERNETES_SERVICE_IP}\n"
         "basicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
@@ -220,6 +226,16 @@ def make_pki(pki: Path) -> None:
         "x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-days", "30", "-extfile", "serving.ext", "-out", "serving.crt",
         cwd=pki,
+    )  # fmt: skip
+    # What the apiserver shows a kubelet (logs, exec, port-forward): a client in system:masters.
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "kubelet-client.key",
+        "-out", "kubelet-client.csr", "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client",
+        cwd=pki,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", "kubelet-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "30", "-out", "kubelet-client.crt", cwd=pki,
     )  # fmt: skip
 
 
@@ -250,9 +266,11 @@ class LocalCluster:
         nodes: Sequence[FakeNode] = DEFAULT_NODES,
         versions: dict[str, str] | None = None,
         detach: bool = False,
+        real_node: bool = False,
     ) -> None:
         """`detach`: the cluster outlives this Python process (`make cluster-up`); otherwise
-        the kernel stops every component when this process dies, even by SIGKILL."""
+        the kernel stops every component when this process dies, even by SIGKILL.
+        `real_node`: also run a kubelet node with containerd (node.py) beside the fake ones."""
         self.workdir = workdir
         self.detach = detach
         self.nodes = tuple(nodes)
@@ -262,6 +280,10 @@ class LocalCluster:
         self._popens: list[subprocess.Popen[bytes]] = []
         self.token = ""
         self.server = ""
+        self.node = node.RealNode(self) if real_node else None
+        # Pods on a real node cannot reach the host's loopback: the apiserver then listens on
+        # the node's host address, which both pods and this process reach.
+        self.host_address = node.HOST_IP if real_node else LOOPBACK
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -281,34 +303,45 @@ class LocalCluster:
         return binaries.binary(name, self.versions)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 180.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
         """Start every component and return once nodes are Ready and controllers are working."""
+        # A real node pushes its images and starts a kubelet: minutes on a cold machine.
+        timeout = timeout or (900.0 if self.node else 180.0)
         deadline = time.monotonic() + timeout
-        for name in ("etcd", "kube-apiserver", "kwok"):
+        needed = ["etcd", "kube-apiserver", "kwok"] + (list(node.BINARIES) if self.node else [])
+        for name in needed:
             self.bin(name)  # build anything missing before starting anything
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
-        make_pki(self.pki)
         self.token = secrets.token_urlsafe(32)
         try:
+            if self.node:
+                self.node.prepare_host()
+            self._write_state()
+            make_pki(self.pki, self.host_address)
             self._start_etcd(deadline)
             self._start_apiserver(deadline)
             self._start_controllers(deadline)
             self.create_nodes(self.nodes)
             self.wait_nodes_ready(deadline)
             self._wait_controller_manager(deadline)
+            if self.node:
+                self.node.start(deadline)
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        """Stop exactly the processes this cluster started, newest first."""
+        """Stop exactly the processes this cluster started, newest first; then remove what a
+        real node left on the host (containers, mounts, interfaces, netfilter tables)."""
         for proc in reversed(self.procs):
             proc.stop()
         for popen in self._popens:
             popen.poll()
         self.procs.clear()
         self._popens.clear()
+        if self.node and (problems := node.cleanup(self.workdir)):
+            raise ClusterError("the real node left: " + "; ".join(problems))
         self._write_state()
 
     def __enter__(self) -> LocalCluster:
@@ -323,6 +356,7 @@ class LocalCluster:
         state = {
             "kubeconfig": str(self.kubeconfig),
             "server": self.server,
+            "real_node": self.node is not None,
             "procs": [vars(p) for p in self.procs],
         }
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
@@ -384,10 +418,13 @@ class LocalCluster:
 
     def _start_apiserver(self, deadline: float) -> None:
         port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        self.server = f"https://{self.host_address}:{port}"
         tokens = self.workdir / "tokens.csv"
-        # The harness's own identity: an admin in system:masters, so RBAC can stay on.
-        tokens.write_text(f"{self.token},admin,admin-uid,system:masters\n")
+        # The harness's own identity: an admin in system:masters, so RBAC can stay on; a real
+        # node adds the kubelet's and kube-proxy's.
+        lines = [f"{self.token},admin,admin-uid,system:masters"]
+        lines += self.node.token_lines() if self.node else []
+        tokens.write_text("\n".join(lines) + "\n")
         tokens.chmod(0o600)
         pki = self.pki
         proc = self._spawn(
@@ -395,13 +432,17 @@ class LocalCluster:
             [
                 str(self.bin("kube-apiserver")),
                 f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.host_address}",
+                f"--advertise-address={self.host_address}",
                 f"--secure-port={port}",
                 f"--cert-dir={pki}",
                 f"--tls-cert-file={pki / 'serving.crt'}",
                 f"--tls-private-key-file={pki / 'serving.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+                # A node's name resolves nowhere (no DNS may be asked outside): use its address.
+                "--kubelet-preferred-address-types=InternalIP",
                 "--authorization-mode=Node,RBAC",
                 f"--token-auth-file={tokens}",
                 f"--service-account-issuer={SA_ISSUER}",
@@ -524,8 +565,8 @@ class LocalCluster:
         return True
 
     def create_nodes(self, nodes: Sequence[FakeNode]) -> None:
-        for node in nodes:
-            self.api("POST", "/api/v1/nodes", node.manifest())
+        for fake in nodes:
+            self.api("POST", "/api/v1/nodes", fake.manifest())
 
     def wait_nodes_ready(self, deadline: float) -> None:
         """Ready (kwok's heartbeat) and untainted (the node lifecycle controller caught up)."""
@@ -535,10 +576,10 @@ class LocalCluster:
 
     def _ready_nodes(self) -> set[str]:
         ready = set()
-        for node in self.api("GET", "/api/v1/nodes")["items"]:
-            conditions = {c["type"]: c["status"] for c in node["status"].get("conditions", [])}
-            if conditions.get("Ready") == "True" and not node["spec"].get("taints"):
-                ready.add(node["metadata"]["name"])
+        for item in self.api("GET", "/api/v1/nodes")["items"]:
+            conditions = {c["type"]: c["status"] for c in item["status"].get("conditions", [])}
+            if conditions.get("Ready") == "True" and not item["spec"].get("taints"):
+                ready.add(item["metadata"]["name"])
         return ready
 
     def kubectl(
@@ -577,25 +618,29 @@ def _http_ok(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running(nodes: Sequence[FakeNode] = DEFAULT_NODES) -> Iterator[LocalCluster]:
+def running(
+    nodes: Sequence[FakeNode] = DEFAULT_NODES, real_node: bool = False
+) -> Iterator[LocalCluster]:
     """A cluster in a fresh temp folder, removed with it."""
     workdir = Path(tempfile.mkdtemp(prefix="modeldeploy-cluster-"))
     try:
-        with LocalCluster(workdir, nodes) as cluster:
+        with LocalCluster(workdir, nodes, real_node=real_node) as cluster:
             yield cluster
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 # -- make cluster-up / cluster-down ----------------------------------------------------------
-def cluster_up(state_dir: Path) -> int:
+def cluster_up(state_dir: Path, real_node: bool = False) -> int:
     procs = LocalCluster.read_state(state_dir)
     if procs and all(p.alive() for p in procs):
         print(f"cluster already running; export KUBECONFIG={state_dir / 'kubeconfig'}")
         return 0
     cluster_down(state_dir, quiet=True)  # a half-dead earlier cluster: stop what is left
     started = time.monotonic()
-    cluster = LocalCluster(state_dir, detach=True)
+    # With a real node, pods run there: no fake node for them to land on instead.
+    fake = () if real_node else DEFAULT_NODES
+    cluster = LocalCluster(state_dir, fake, detach=True, real_node=real_node)
     cluster.start()
     took = time.monotonic() - started
     print(f"cluster up in {took:.0f}s (logs: {state_dir / 'logs'}); to use it:", file=sys.stderr)
@@ -607,6 +652,9 @@ def cluster_down(state_dir: Path, quiet: bool = False) -> int:
     procs = LocalCluster.read_state(state_dir)
     for proc in reversed(procs):
         proc.stop()
+    if node.Layout(state_dir).root.exists() and (problems := node.cleanup(state_dir)):
+        print("ERROR: the real node left: " + "; ".join(problems), file=sys.stderr)
+        return 1
     if state_dir.exists():
         shutil.rmtree(state_dir)
     if not quiet:
@@ -627,12 +675,19 @@ def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("state_dir", type=Path)
+    parser.add_argument(
+        "--node",
+        choices=["fake", "real"],
+        default="fake",
+        help="real: also a kubelet node running containers (containerd, CNI, kube-proxy)",
+    )
     args = parser.parse_args(argv)
     state_dir = args.state_dir.resolve()
-    commands = {"up": cluster_up, "down": cluster_down, "status": cluster_status}
     try:
-        return commands[args.command](state_dir)
-    except (ClusterError, binaries.BuildError) as exc:
+        if args.command == "up":
+            return cluster_up(state_dir, real_node=args.node == "real")
+        return {"down": cluster_down, "status": cluster_status}[args.command](state_dir)
+    except (ClusterError, binaries.BuildError, node.NodeError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
 

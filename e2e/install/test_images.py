@@ -1,9 +1,11 @@
 """The two Dockerfiles, checked without a container runtime (there is none on these machines).
 
-Structure: bases pinned by tag and digest, a numeric non-root user, exec-form commands, the
-versions the rest of the project pins. Behaviour: the commands each image runs are run here, in
-an environment installed the way the Dockerfile installs it (operator), or in the project's
-own environment, which has the serving image's Ray and vLLM versions (serving).
+Structure: one base, a build argument pinned by tag and digest by default, a numeric non-root
+user, exec-form commands, the versions the rest of the project pins, and the build inputs that
+e2e/cluster/images.py hashes into the tags of the images it builds. Behaviour: the commands
+each image runs are run here, in an environment installed the way the Dockerfile installs it
+(operator), or in the project's own environment, which has the serving image's Ray and vLLM
+versions (serving).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cluster import images
 from cluster.localcluster import LocalCluster, free_port, wait_until
 
 from modeldeploy_operator.api import ModelDeploymentSpec
@@ -48,11 +51,31 @@ def exec_form(path: Path, instruction: str) -> list[str]:
     return parsed
 
 
+def build_args(steps: list[tuple[str, str]]) -> list[tuple[str, str | None]]:
+    """(name, default) of each ARG among the steps, in order; None where it has no default."""
+    declared = [args.partition("=") for name, args in steps if name == "ARG"]
+    return [(name, value if sep else None) for name, sep, value in declared]
+
+
+def base_default(path: Path) -> str | None:
+    """The default of BASE_IMAGE: declared before the first FROM, as FROM can only use those."""
+    steps = instructions(path)
+    first_from = next(n for n, (name, _) in enumerate(steps) if name == "FROM")
+    return dict(build_args(steps[:first_from])).get("BASE_IMAGE")
+
+
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))
 def test_dockerfile_is_pinned_and_unprivileged(image: str) -> None:
+    """Every stage starts from ${BASE_IMAGE} (or an earlier stage), whose default is pinned:
+    Docker users build the pinned base, images.py passes its own with --build-arg."""
     steps = instructions(DOCKERFILES[image])
-    bases = [args.split()[0] for name, args in steps if name == "FROM"]
-    assert bases and all(PINNED_BASE.match(base) for base in bases), bases
+    default = base_default(DOCKERFILES[image])
+    assert default and PINNED_BASE.match(default), default
+    stages: list[str] = []
+    for words in (args.split() for name, args in steps if name == "FROM"):
+        assert words[0] in ("${BASE_IMAGE}", *stages), words
+        stages += words[2:3] if words[1:2] in (["AS"], ["as"]) else []
+    assert words[0] == "${BASE_IMAGE}", "the image itself is on the base, not on a build stage"
     users = [args for name, args in steps if name == "USER"]
     assert users, "no USER: the image would run as root"
     uid = users[-1].split(":")[0]
@@ -61,21 +84,36 @@ def test_dockerfile_is_pinned_and_unprivileged(image: str) -> None:
 
 
 def test_images_share_one_base() -> None:
-    bases = {
-        args.split()[0]
-        for path in DOCKERFILES.values()
-        for name, args in instructions(path)
-        if name == "FROM"
-    }
+    bases = {base_default(path) for path in DOCKERFILES.values()}
     assert len(bases) == 1, bases
 
 
 def test_serving_image_pins_the_engine_the_project_tests() -> None:
-    [arg] = [a for i, a in instructions(DOCKERFILES["serving"]) if i == "ARG"]
-    image_vllm = arg.split("=", 1)[1]
+    """vLLM, torch (the CPU engine's) and uv: the versions scripts/install.sh installs."""
     script = (ROOT / "scripts" / "install.sh").read_text()
-    [tested] = re.findall(r"^VLLM_VERSION=(\S+)$", script, flags=re.MULTILINE)
-    assert image_vllm == tested
+    pinned = dict(re.findall(r"^(\w+_VERSION)=(\S+)$", script, flags=re.MULTILINE))
+    declared = [
+        (n, v)
+        for n, v in build_args(instructions(DOCKERFILES["serving"]))
+        if n.endswith("_VERSION")
+    ]
+    assert {n for n, _ in declared} == {"VLLM_VERSION", "TORCH_VERSION", "UV_VERSION"}
+    for name, value in declared:
+        assert value == pinned[name], name
+
+
+@pytest.mark.parametrize("name", sorted(images.IMAGES))
+def test_image_tags_hash_every_build_input(name: str) -> None:
+    """images.py names each image by a hash of its inputs: a file the Dockerfile COPYs from
+    the build context but the hash leaves out would let a stale image be reused."""
+    image = images.IMAGES[name]
+    copied = [
+        args.split()[:-1]
+        for step, args in instructions(ROOT / image.dockerfile)
+        if step == "COPY" and not args.startswith("--from")
+    ]
+    for source in {source for c in copied for source in c}:
+        assert any(source == i or source.startswith(f"{i}/") for i in image.inputs), source
 
 
 def test_serving_image_uid_is_the_pods_uid() -> None:

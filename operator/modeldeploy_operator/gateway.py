@@ -296,7 +296,14 @@ def build_gateway_deployment(
                     },
                     "spec": {
                         "automountServiceAccountToken": False,
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
+                        # fsGroup: the kubelet makes Secret files root-owned; mode 0440 with
+                        # this group is what lets uid 1000 read its keys, and nobody else.
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 1000,
+                            "runAsGroup": 1000,
+                            "fsGroup": 1000,
+                        },
                         "containers": [container],
                         "volumes": volumes,
                     },

@@ -137,6 +137,10 @@ def test_deployment_mounts_config_and_each_secret_read_only() -> None:
     assert secrets == ["keys", "provider"]
     assert pod["automountServiceAccountToken"] is False  # no API access needed
     assert container["args"][0] == "/etc/modeldeploy/gateway/config.json"
+    # Secret files are root-owned on a kubelet: mode 0440 is readable only through the group.
+    modes = {v["secret"]["defaultMode"] for v in pod["volumes"] if "secret" in v}
+    assert modes == {0o440}
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
 
 
 def test_every_model_owns_the_gateway_none_controls_it() -> None:
