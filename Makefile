@@ -81,3 +81,9 @@ bench-digest: $(STAMP)
 .PHONY: bench-reliability
 bench-reliability: cluster-binaries $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m bench.reliability
+
+# Cold start on the real node (root): apply -> first token with its phases, median of 3 runs.
+# Writes bench/results/cold-start.json and cold-start.md.
+.PHONY: bench-cold-start
+bench-cold-start: cluster-binaries node-images $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m bench.cold_start
