@@ -353,8 +353,9 @@ def throwaway_gomod(component: Component, version: str, upstream: dict[str, Any]
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialize builds of one component (e.g. `make test` and `make cluster-up` at once)."""
+def locked(path: Path) -> Iterator[None]:
+    """Serialize builds of one thing (e.g. `make test` and `make cluster-up` at once); the
+    image builds (images.py) use it too."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -410,7 +411,7 @@ def ensure(name: str, versions: dict[str, str] | None = None) -> Path:
     if _complete(component, dest):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(dest.parent / f".{dest.name}.lock"):
+    with locked(dest.parent / f".{dest.name}.lock"):
         if not _complete(component, dest):  # another process may have built it meanwhile
             started = time.monotonic()
             print(f"building {component.module}@{version} -> {dest}", file=sys.stderr, flush=True)
@@ -432,6 +433,22 @@ def binary(name: str, versions: dict[str, str] | None = None) -> Path:
     raise KeyError(f"no component builds a binary named {name!r}")
 
 
+def build_each(names: list[str], ensure: Callable[[str], object], error: type[Exception]) -> int:
+    """Build each named thing, printing its path; keep going past a failure so one run names
+    every one that fails, then return 1 (the command's exit status)."""
+    failed: list[str] = []
+    for name in names:
+        try:
+            print(ensure(name), flush=True)
+        except error as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            failed.append(name)
+    if failed:
+        print(f"ERROR: could not build: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("components", nargs="*", help=f"default: all of {', '.join(COMPONENTS)}")
@@ -439,18 +456,7 @@ def _main(argv: list[str]) -> int:
     names = args.components or list(COMPONENTS)
     if unknown := [n for n in names if n not in COMPONENTS]:
         parser.error(f"unknown component(s): {', '.join(unknown)}")
-    failed: list[str] = []
-    for name in names:
-        try:
-            print(ensure(name))
-        except BuildError as exc:
-            # Keep going so one run reports every component that fails, then fail the run.
-            print(f"ERROR: {exc}", file=sys.stderr)
-            failed.append(name)
-    if failed:
-        print(f"ERROR: could not build: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return build_each(names, ensure, BuildError)
 
 
 if __name__ == "__main__":

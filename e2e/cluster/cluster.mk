@@ -1,7 +1,8 @@
 # The local Kubernetes control plane (e2e/cluster/): build its binaries, start and stop it.
 # Included from the top-level Makefile, which defines PY and STAMP.
 #
-#   make cluster-binaries   build (or find cached) kube-*, kubectl, etcd, kwok, helm; versions in
+#   make cluster-binaries   build (or find cached) kube-*, kubectl, etcd, kwok, helm and the real
+#                           node's parts (kubelet, containerd, runc, CNI, ...); versions in
 #                           e2e/cluster/versions.env, cache in ~/.cache/modeldeploy (override
 #                           with MODELDEPLOY_CACHE)
 #   make cluster-up         start a cluster and leave it running; prints `export KUBECONFIG=...`

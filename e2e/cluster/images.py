@@ -21,8 +21,6 @@ prints the archive of each image, building what is missing.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cluster import binaries
 from cluster.binaries import cache_root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,18 +187,6 @@ def _has_image(ref: str) -> bool:
     return done.returncode == 0
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialize builds of one image (e.g. two test sessions starting at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _progress(message: str) -> None:
     """On stderr, so that stdout is only the archives' paths."""
     print(message, file=sys.stderr, flush=True)
@@ -219,7 +206,7 @@ def ensure_base() -> str:
     if _has_image(ref):
         return ref
     tag = ref.rsplit(":", 1)[1]
-    with _locked(images_dir() / ".base.lock"):
+    with binaries.locked(images_dir() / ".base.lock"):
         if _has_image(ref):  # another process may have made it meanwhile
             return ref
         log = _fresh_log(f"base-{tag}")
@@ -262,7 +249,7 @@ def _ensure(name: str) -> tuple[Path, str]:
     archive = images_dir() / f"{name}-{tag}.oci.tar"
     if archive.is_file():
         return archive, tag
-    with _locked(images_dir() / f".{name}.lock"):
+    with binaries.locked(images_dir() / f".{name}.lock"):
         if not archive.is_file():  # another process may have built it meanwhile
             started = time.monotonic()
             _progress(f"building image {name} -> {archive}")
@@ -347,18 +334,7 @@ def _main(argv: list[str]) -> int:
     names = args.images or list(IMAGES)
     if unknown := [n for n in names if n not in IMAGES]:
         parser.error(f"unknown image(s): {', '.join(unknown)}")
-    failed: list[str] = []
-    for name in names:
-        try:
-            print(ensure_image(name), flush=True)
-        except ImageBuildError as exc:
-            # Keep going so one run reports every image that fails, then fail the run.
-            print(f"ERROR: {exc}", file=sys.stderr)
-            failed.append(name)
-    if failed:
-        print(f"ERROR: could not build: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return binaries.build_each(names, ensure_image, ImageBuildError)
 
 
 if __name__ == "__main__":

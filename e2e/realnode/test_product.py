@@ -155,6 +155,19 @@ def test_model_pods_run_the_serving_image(
         assert pod.spec.containers[0].image == image_refs["serving-cpu"]
 
 
+def _openai_verdict(
+    cluster: LocalCluster, admin: client.ApiClient, namespace: str, image: str, pod: str,
+    base_url: str, key: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Run OPENAI_CLIENT in a pod of `namespace` against `base_url`; its JSON verdict."""
+    command = ["python", "-c", OPENAI_CLIENT, base_url, SERVED_NAME, key]
+    core = client.CoreV1Api(admin)
+    out: dict[str, Any] = json.loads(
+        run_pod(cluster, core, namespace, pod, image, command).strip().splitlines()[-1]
+    )
+    return out
+
+
 def test_openai_client_in_another_namespace(
     cluster: LocalCluster,
     admin: client.ApiClient,
@@ -162,10 +175,8 @@ def test_openai_client_in_another_namespace(
     namespace: str,
     image_refs: dict[str, str],
 ) -> None:
-    core = client.CoreV1Api(admin)
-    command = ["python", "-c", OPENAI_CLIENT, served.endpoint, SERVED_NAME, "unused"]
-    log = run_pod(cluster, core, namespace, "openai", image_refs["serving-cpu"], command)
-    out = json.loads(log.strip().splitlines()[-1])
+    image = image_refs["serving-cpu"]
+    out = _openai_verdict(cluster, admin, namespace, image, "openai", served.endpoint, "unused")
     assert out["models"] == [SERVED_NAME], out
     assert out["chat"] and out["finish"] in ("length", "stop"), out
     # Greedy decoding: the stream carries the same text as the whole answer.
@@ -179,21 +190,20 @@ def test_gateway_checks_keys_from_its_secret(
     namespace: str,
     image_refs: dict[str, str],
 ) -> None:
-    core = client.CoreV1Api(admin)
     gateway = f"http://modeldeploy-gateway.{served.namespace}.svc:8000/v1"
     cluster.kubectl("rollout", "status", "-n", served.namespace, "deployment/modeldeploy-gateway",
                     "--timeout=300s")  # fmt: skip
     image = image_refs["serving-cpu"]
-    keyed = ["python", "-c", OPENAI_CLIENT, gateway, SERVED_NAME, API_KEY]
-    out = json.loads(run_pod(cluster, core, namespace, "keyed", image, keyed).splitlines()[-1])
+    out = _openai_verdict(cluster, admin, namespace, image, "keyed", gateway, API_KEY)
     assert out.get("chat"), out
-    unkeyed = ["python", "-c", OPENAI_CLIENT, gateway, SERVED_NAME, "sk-wrong"]
-    out = json.loads(run_pod(cluster, core, namespace, "unkeyed", image, unkeyed).splitlines()[-1])
+    out = _openai_verdict(cluster, admin, namespace, image, "unkeyed", gateway, "sk-wrong")
     assert out.get("status") == 401, out
 
 
 def _worker_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
-    pods = core.list_namespaced_pod(namespace, label_selector=f"{names.COMPONENT_LABEL}=worker")
+    pods = core.list_namespaced_pod(
+        namespace, label_selector=f"{names.COMPONENT_LABEL}={names.WORKER}"
+    )
     return list(pods.items)
 
 
@@ -226,7 +236,7 @@ def test_load_adds_a_worker_a_killed_one_comes_back_and_idle_removes_it(
     the load stops the extra worker goes. What the kill cost is counted and printed."""
     core = client.CoreV1Api(admin)
     ip = core.read_namespaced_service(MODEL, served.namespace).spec.cluster_ip
-    with Load(f"http://{ip}:8000/v1", clients=24) as load:
+    with Load(f"http://{ip}:8000/v1", clients=12) as load:
         wait_until(lambda: len(_worker_pods(core, served.namespace)) == 2, timeout=300,
                    what="a second worker pod")  # fmt: skip
         wait_until(lambda: _running_replicas(admin, served.namespace) == 2, timeout=600,

@@ -39,7 +39,7 @@ from .serve_app import build_serve_config
 from .services import build_endpoint_service, build_head_service
 from .serving_config import build_serving_config
 from .validation import validate_object
-from .workers import plan_workers, target_replicas, workers_for
+from .workers import plan_workers, replicas_held, target_replicas, workers_for
 
 # Lines of a starting replica's log read for its last reported step (download, verification):
 # enough to reach back past the engine's own start-up lines, which follow ours.
@@ -183,9 +183,10 @@ class Reconciler:
         if head_ready:
             serve, dashboard_error = self._sync_serve(owner, md, manifest, events)
 
-        target = target_replicas(md.spec, serve.target_replicas)
-        desired = workers_for(md.spec, target)
         live_workers = [p for p in live_pods if names.is_worker(p)]
+        held = replicas_held(md.spec, len(live_workers))
+        target = target_replicas(md.spec, serve.target_replicas, held)
+        desired = workers_for(md.spec, target)
         workers = self._sync_workers(owner, live_workers, desired, serve.busy_node_ips, events)
         pods = ([head] if head else []) + workers
         unschedulable = next(filter(None, map(unschedulable_message, pods)), None)

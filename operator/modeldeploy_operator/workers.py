@@ -29,16 +29,27 @@ class WorkerPlan:
     delete: tuple[str, ...] = ()
 
 
-def target_replicas(spec: ModelDeploymentSpec, serve_target: int | None) -> int:
+def target_replicas(spec: ModelDeploymentSpec, serve_target: int | None, held: int = 0) -> int:
     """Replicas to provide nodes for: Serve's target within the spec's bounds (the count itself
-    in external mode), where the top bound leaves room for a rollout's surge replica."""
+    in external mode), where the top bound leaves room for a rollout's surge replica.
+
+    When Serve's target is unknown (the head not ready, its dashboard unreachable), hold the
+    `held` replicas the live workers provide: a head too busy to answer is a head under load,
+    and falling back to minReplicas then removed the worker that load had just added."""
     scaling = spec.scaling
     if scaling.mode == "external":
         floor = ceiling = scaling.replicas
     else:
         floor, ceiling = scaling.min_replicas, scaling.max_replicas
-    wanted = floor if serve_target is None else serve_target
+    wanted = held if serve_target is None else serve_target
     return min(max(wanted, floor), ceiling + SURGE)
+
+
+def replicas_held(spec: ModelDeploymentSpec, workers: int) -> int:
+    """Replicas that `workers` worker pods hold (the inverse of `workers_for`)."""
+    if spec.resources.accelerator == "cpu":
+        return workers
+    return workers * spec.gpus_per_worker() // spec.gpus_per_replica()
 
 
 def workers_for(spec: ModelDeploymentSpec, replicas: int) -> int:

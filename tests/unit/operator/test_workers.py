@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from modeldeploy_operator.workers import WorkerPod, plan_workers, target_replicas, workers_for
+from modeldeploy_operator.workers import (
+    WorkerPod,
+    plan_workers,
+    replicas_held,
+    target_replicas,
+    workers_for,
+)
 from tests.operator_factories import make_md
 
 H = "current"
@@ -58,6 +64,32 @@ def test_target_replicas_follows_mode() -> None:
     assert target_replicas(external, serve_target=4) == 4
     assert target_replicas(queue, serve_target=5) == 5
     assert target_replicas(queue, serve_target=9) == 5
+
+
+def test_an_unknown_serve_target_holds_the_live_replicas() -> None:
+    """The head too busy to answer (under load) must not scale the workers down to the floor,
+    nor up past the bound."""
+    queue = make_md({"scaling": {"minReplicas": 1, "maxReplicas": 4}}).spec
+    assert target_replicas(queue, serve_target=None, held=3) == 3
+    assert target_replicas(queue, serve_target=None, held=0) == 1
+    assert target_replicas(queue, serve_target=None, held=9) == 5
+    assert target_replicas(queue, serve_target=1, held=3) == 1  # a known target wins
+
+
+@pytest.mark.parametrize(
+    ("spec", "workers", "replicas"),
+    [
+        ({"resources": {"accelerator": "cpu"}}, 2, 2),
+        ({"engine": {"tensorParallelSize": 2}, "resources": {"gpusPerWorker": 1}}, 4, 2),
+        ({"engine": {"tensorParallelSize": 2}, "resources": {"gpusPerWorker": 1}}, 3, 1),
+    ],
+)
+def test_replicas_held_inverts_workers_for(
+    spec: dict[str, object], workers: int, replicas: int
+) -> None:
+    md = make_md(spec).spec
+    assert replicas_held(md, workers) == replicas
+    assert replicas_held(md, workers_for(md, replicas)) == replicas
 
 
 def test_creates_lowest_free_indices() -> None:
