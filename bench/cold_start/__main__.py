@@ -97,7 +97,10 @@ def one_run(
     token = _first_token(f"http://{service_ip}:8000/v1", deadline)
     head, worker = f"{workload.MODEL}-head", f"{workload.MODEL}-worker-0"
     events = _event_times(core, namespace, head)
-    md_ready = workload.condition(workload.read_md(cluster_admin(cluster), namespace), "Ready")
+    # The status may trail the first token by a resync: wait for Ready=True, then read when.
+    md_ready = wait_until(
+        lambda: _ready_condition(cluster, namespace), timeout=120, what="Ready=True"
+    )
     marks = {
         "image_pull": events["Pulled"].timestamp(),
         "container_start": events["Started"].timestamp(),
@@ -112,6 +115,11 @@ def one_run(
     core.delete_namespace(namespace)
     wait_until(lambda: not _pods(core, namespace), timeout=180, what=f"{namespace} emptied")
     return result
+
+
+def _ready_condition(cluster: LocalCluster, namespace: str) -> dict[str, Any] | None:
+    ready = workload.condition(workload.read_md(cluster_admin(cluster), namespace), "Ready")
+    return ready if ready.get("status") == "True" else None
 
 
 def _pods(core: client.CoreV1Api, namespace: str) -> list[Any]:

@@ -236,7 +236,7 @@ def test_load_adds_a_worker_a_killed_one_comes_back_and_idle_removes_it(
     the load stops the extra worker goes. What the kill cost is counted and printed."""
     core = client.CoreV1Api(admin)
     ip = core.read_namespaced_service(MODEL, served.namespace).spec.cluster_ip
-    with Load(f"http://{ip}:8000/v1", clients=12) as load:
+    with Load(f"http://{ip}:8000/v1", clients=16) as load:
         wait_until(lambda: len(_worker_pods(core, served.namespace)) == 2, timeout=300,
                    what="a second worker pod")  # fmt: skip
         wait_until(lambda: _running_replicas(admin, served.namespace) == 2, timeout=600,

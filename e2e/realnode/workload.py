@@ -102,7 +102,7 @@ def tiny_model_deployment(serving_image: str, **endpoint: Any) -> dict[str, Any]
             "minReplicas": 1,
             "maxReplicas": 2,
             "targetQueueDepth": 2,
-            "scaleDownDelaySeconds": 20,
+            "scaleDownDelaySeconds": 120,
         },
     }
     if endpoint:

@@ -36,7 +36,9 @@ def test_the_image_launcher_is_where_the_serving_image_installs_modeldeploy() ->
     dockerfile = (ROOT / "docker" / "serving.Dockerfile").read_text()
     venv = Path(IMAGE_HAPROXY_LAUNCHER).parent.parent
     assert f"python -m venv {venv}" in dockerfile
-    assert f"COPY --from=build {venv} {venv}" in dockerfile
+    # The final stage installs into that virtualenv and puts it first on PATH (the real-node
+    # tier runs the image: its head pods start HAProxy through this launcher).
+    assert f"ENV PATH={venv}/bin:$PATH" in dockerfile
 
 
 def test_a_local_ray_starts_the_launcher_installed_beside_its_python(tmp_path: Path) -> None:
