@@ -71,15 +71,6 @@ BINARIES = (
     "crane",
     "coredns",
 )
-# Components in start order (stopped in reverse by LocalCluster.stop).
-PROCESSES = (
-    "registry",
-    "containerd",
-    "coredns",
-    "kubelet",
-    "kube-proxy",
-    "kube-router",
-)
 # Kernel parameters the node needs, restored by cleanup: routing between the bridge and the
 # host, and bridged pod traffic through netfilter (Services and policies of pods on one bridge).
 SYSCTLS = {
@@ -130,7 +121,6 @@ class Layout:
     def __init__(self, workdir: Path) -> None:
         self.root = workdir / "node"
         self.run = self.root / "run"
-        self.logs = self.root / "logs"
         self.containerd = self.root / "containerd"
         self.containerd_sock = self.run / "containerd.sock"
         self.cni_conf = self.root / "cni-conf"
@@ -141,7 +131,6 @@ class Layout:
     def folders(self) -> tuple[Path, ...]:
         return (
             self.run,
-            self.logs,
             self.containerd,
             self.cni_conf,
             self.cni_ipam,
