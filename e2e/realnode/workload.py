@@ -91,19 +91,13 @@ def model_volume(namespace: str, model: Path) -> list[dict[str, Any]]:
 
 
 def tiny_model_deployment(serving_image: str, **endpoint: Any) -> dict[str, Any]:
-    """One replica at rest, a second under load: the queue-depth autoscaler adds a worker pod
-    when requests wait, and removes it soon after they stop."""
+    """One replica of the tiny model on the CPU engine, its image the serving image built here."""
     spec: dict[str, Any] = {
         "model": {"source": f"pvc://models/{SERVED_NAME}", "servedModelName": SERVED_NAME},
         "engine": TINY_ENGINE,
         "resources": {"accelerator": "cpu", "cpu": "500m", "memory": "8Gi"},
         "ray": {"image": serving_image, "headResources": {"cpu": "250m", "memory": "3Gi"}},
-        "scaling": {
-            "minReplicas": 1,
-            "maxReplicas": 2,
-            "targetQueueDepth": 2,
-            "scaleDownDelaySeconds": 120,
-        },
+        "scaling": {"minReplicas": 1, "maxReplicas": 1},
     }
     if endpoint:
         spec["endpoint"] = endpoint
