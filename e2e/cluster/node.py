@@ -393,7 +393,6 @@ class RealNode:
             json.dumps(cni_config(layout), indent=2)
         )
         (layout.root / "resolv.conf").write_text("")
-        path_env = {"PATH": f"{binaries.binary('containerd').parent}:{os.environ['PATH']}"}
         containerd = cluster._spawn(
             "containerd",
             [
@@ -401,7 +400,7 @@ class RealNode:
                 f"--config={layout.containerd / 'config.toml'}",
                 "--log-level=warn",
             ],
-            env=path_env,
+            env=_shim_path(),
         )
         cluster._wait(containerd, deadline, lambda: self._crictl_ok())
         self._start_coredns(deadline)
@@ -483,7 +482,7 @@ class RealNode:
                 f"--node-labels={'='.join(NODE_LABEL)}",
                 "--v=1",
             ],
-            env={"PATH": f"{binaries.binary('containerd').parent}:{os.environ['PATH']}"},
+            env=_shim_path(),
         )
         self.cluster._wait(proc, deadline, lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"))
         self.cluster._wait(proc, deadline, lambda: NODE_NAME in self.cluster._ready_nodes())
@@ -525,6 +524,11 @@ class RealNode:
             ],
         )
         self.cluster._wait(proc, deadline, lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"))
+
+
+def _shim_path() -> dict[str, str]:
+    """PATH with containerd's folder first: containerd finds its runc shim there."""
+    return {"PATH": f"{binaries.binary('containerd').parent}:{os.environ['PATH']}"}
 
 
 # -- tear-down -------------------------------------------------------------------------------

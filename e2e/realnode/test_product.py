@@ -126,7 +126,7 @@ def pods_summary(core: client.CoreV1Api, namespace: str) -> str:
     return "\n".join(lines)
 
 
-def test_operator_pods_run_and_one_is_active(admin: client.ApiClient, release: str) -> None:
+def test_operator_pods_run_and_both_join_the_peering(admin: client.ApiClient, release: str) -> None:
     core = client.CoreV1Api(admin)
     pods = core.list_namespaced_pod(release, label_selector="app.kubernetes.io/name=modeldeploy")
     assert len(pods.items) == 2
@@ -134,8 +134,8 @@ def test_operator_pods_run_and_one_is_active(admin: client.ApiClient, release: s
     peering = client.CustomObjectsApi(admin).get_cluster_custom_object(
         "kopf.dev", "v1", "clusterkopfpeerings", "modeldeploy"
     )
-    # kopf's peering: every replica registers; the one with the highest priority, or the first,
-    # works while the others pause. Both must be there and alive.
+    # Both replicas registered in kopf's peering (which one works and which pauses is the
+    # kwok tier's peering test).
     assert len(peering.get("status", {})) == 2, peering.get("status")
 
 
