@@ -34,15 +34,18 @@ def target_replicas(spec: ModelDeploymentSpec, serve_target: int | None, held: i
     in external mode), where the top bound leaves room for a rollout's surge replica.
 
     When Serve's target is unknown (the head not ready, its dashboard unreachable), hold the
-    `held` replicas the live workers provide: a head too busy to answer is a head under load,
-    and falling back to minReplicas then removed the worker that load had just added."""
+    `held` replicas the live workers provide, within the spec's bounds: a head too busy to
+    answer is a head under load, and falling back to minReplicas then removed the worker that
+    load had just added. In external mode the bounds are the user's count, so a `kubectl scale`
+    down still applies while the head is away."""
     scaling = spec.scaling
     if scaling.mode == "external":
         floor = ceiling = scaling.replicas
     else:
         floor, ceiling = scaling.min_replicas, scaling.max_replicas
-    wanted = held if serve_target is None else serve_target
-    return min(max(wanted, floor), ceiling + SURGE)
+    if serve_target is None:
+        return min(max(held, floor), ceiling)
+    return min(max(serve_target, floor), ceiling + SURGE)
 
 
 def replicas_held(spec: ModelDeploymentSpec, workers: int) -> int:

@@ -72,8 +72,16 @@ def test_an_unknown_serve_target_holds_the_live_replicas() -> None:
     queue = make_md({"scaling": {"minReplicas": 1, "maxReplicas": 4}}).spec
     assert target_replicas(queue, serve_target=None, held=3) == 3
     assert target_replicas(queue, serve_target=None, held=0) == 1
-    assert target_replicas(queue, serve_target=None, held=9) == 5
+    assert target_replicas(queue, serve_target=None, held=9) == 4  # no surge without a rollout
     assert target_replicas(queue, serve_target=1, held=3) == 1  # a known target wins
+
+
+def test_an_unknown_serve_target_still_applies_an_external_count() -> None:
+    """`kubectl scale` from 3 to 1 while the head is unreachable: the count wins over the
+    live workers."""
+    external = make_md({"scaling": {"mode": "external", "replicas": 1, "maxReplicas": 5}}).spec
+    assert target_replicas(external, serve_target=None, held=3) == 1
+    assert target_replicas(external, serve_target=None, held=0) == 1
 
 
 @pytest.mark.parametrize(
