@@ -9,11 +9,13 @@ operator writes to Kubernetes and what it reports.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
 from cluster.localcluster import free_port, wait_until
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from .conftest import ModelDeployments
@@ -48,10 +50,11 @@ def gateway_objects(mds: ModelDeployments) -> dict[str, object | None]:
 
 def routes(mds: ModelDeployments) -> list[str]:
     configmap = gateway_objects(mds)["ConfigMap"]
-    if configmap is None:
-        return []
-    config = json.loads(configmap.data["config.json"])  # type: ignore[attr-defined]
-    return sorted(r["name"] for r in config["routes"])
+    return [] if configmap is None else configmap_routes(configmap)  # type: ignore[arg-type]
+
+
+def configmap_routes(configmap: client.V1ConfigMap) -> list[str]:
+    return sorted(r["name"] for r in json.loads(configmap.data["config.json"])["routes"])
 
 
 def secret(mds: ModelDeployments, name: str, key: str, value: str) -> None:
@@ -105,3 +108,82 @@ def test_gateway_follows_the_namespace(
     mds.delete("chat")
     wait_until(lambda: not any(gateway_objects(mds).values()), 90, "gateway removed")
     mds.delete("plain")
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+def test_pinned_models_are_routed_and_a_restart_writes_no_partial_gateway(
+    start_operator: Callable[..., OperatorProcess],
+    mds: ModelDeployments,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Digests from a ConfigMap once made the whole namespace's gateway fail to build; an
+    operator restart once rewrote the gateway from the first reconciled model alone."""
+    monkeypatch.setenv("MODELDEPLOY_GATEWAY_URL", f"http://127.0.0.1:{free_port()}")
+    manifest = json.dumps({"revision": COMMIT, "files": {"model.safetensors": DIGEST}})
+    body = client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="pinned-digests"), data={"manifest.json": manifest}
+    )
+    mds.core.create_namespaced_config_map(mds.namespace, body)
+    operator = start_operator()
+    pinned = {
+        "source": "pvc://models/pinned",
+        "revision": COMMIT,
+        "digests": {"configMapRef": {"name": "pinned-digests", "key": "manifest.json"}},
+    }
+    mds.create("pinned", {**CPU_SPEC, "model": pinned, "privacy": {"localOnly": True}})
+    for i in range(4):
+        # Each asks for the gateway: any one reconciled alone would write it.
+        private = {"localOnly": True}
+        mds.create(f"m{i}", {**CPU_SPEC, "model": {"source": f"hf://org/m{i}"}, "privacy": private})
+    wait_until(lambda: len(routes(mds)) == 5, 90, "five routes, the pinned model's among them")
+    whole = routes(mds)
+    objects = gateway_objects(mds)
+    # Its generation moves with its spec only (status writes move the resourceVersion too).
+    generation = objects["Deployment"].metadata.generation  # type: ignore[union-attr]
+
+    # Every version of the ConfigMap written after the restart, as the apiserver sends them.
+    seen: list[list[str]] = []
+    stop = threading.Event()
+    start_version = objects["ConfigMap"].metadata.resource_version  # type: ignore[union-attr]
+
+    def record() -> None:
+        stream = watch.Watch().stream(
+            mds.core.list_namespaced_config_map,
+            mds.namespace,
+            field_selector=f"metadata.name={GATEWAY}",
+            resource_version=start_version,
+            timeout_seconds=60,
+        )
+        for event in stream:
+            seen.append(configmap_routes(event["object"]))
+            if stop.is_set():
+                break
+
+    watcher = threading.Thread(target=record, daemon=True)
+    watcher.start()
+    operator.stop()
+    offset = len(operator.log_text())
+    # The same (closed) dashboard address as before: the routes name it.
+    same = (
+        f"--dashboard-url-template={operator.dashboard_template}",
+        f"--metrics-url-template={operator.metrics_template}",
+    )
+    restarted = start_operator(flags=same)
+    # Every model reconciled again after the start: each reconcile lists the model's pods.
+    wait_until(
+        lambda: all(
+            f"/pods?labelSelector=modeldeploy.dev/name%3D{n} " in restarted.log_text()[offset:]
+            for n in ("pinned", "m0", "m1", "m2", "m3")
+        ),
+        60,
+        "every model reconciled by the restarted operator",
+    )
+    time.sleep(3)  # a write the last reconcile would make has landed
+    stop.set()
+    assert all(version == whole for version in seen), seen
+    assert routes(mds) == whole
+    after = gateway_objects(mds)["Deployment"].metadata.generation  # type: ignore[union-attr]
+    assert after == generation, "the restart changed the gateway's Deployment"

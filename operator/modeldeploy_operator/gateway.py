@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modeldeploy_serving.config import VLLM_DEFAULT_MAX_NUM_SEQS
+from modeldeploy_serving.config import VLLM_DEFAULT_MAX_NUM_SEQS, ServingConfig
 from modeldeploy_serving.gateway.config import (
     GatewayConfig,
     HostedRoute,
@@ -37,7 +37,6 @@ from . import names
 from .api import API_VERSION, KIND, ModelDeployment
 from .dashboard import DEFAULT_DASHBOARD_URL, dashboard_url
 from .hashing import canonical_hash, stamped
-from .serving_config import build_serving_config
 
 GATEWAY_NAME = "modeldeploy-gateway"
 GATEWAY_PORT = 8000
@@ -140,9 +139,11 @@ def _overflow_target(md: ModelDeployment, secret: SecretResolver) -> OverflowTar
 
 
 def build_gateway_config(
-    mds: Sequence[ModelDeployment], locate: Locator, secret: SecretResolver
+    models: Sequence[tuple[ModelDeployment, ServingConfig]], locate: Locator, secret: SecretResolver
 ) -> GatewayConfig:
-    """The gateway's routes for these ModelDeployments (pure; sorted by name, so stable).
+    """The gateway's routes for these ModelDeployments (pure; sorted by name, so stable), each
+    with the ServingConfig its reconcile built (with its digest manifest, which only the
+    reconcile reads).
 
     A hosted route is added for each distinct overflow model name that no local model uses,
     guarded by the keys of the first ModelDeployment (by name) that names it. Two
@@ -151,8 +152,7 @@ def build_gateway_config(
     """
     routes: list[LocalRoute] = []
     hosted: dict[str, HostedRoute] = {}
-    for md in sorted(mds, key=lambda m: str(m.metadata.get("name"))):
-        serving = build_serving_config(md)
+    for md, serving in sorted(models, key=lambda m: str(m[0].metadata.get("name"))):
         if any(r.name == serving.served_model_name for r in routes):
             continue
         place = locate(md)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from modeldeploy_serving.model_files import last_progress
 
@@ -25,6 +25,7 @@ from .dashboard import (
     ServeObservation,
     queue_depth_from_metrics,
 )
+from .events import EventSink
 from .gateway import secret_problems, secret_refs
 from .gateway_sync import GatewaySync
 from .hashing import hash_of
@@ -44,14 +45,6 @@ from .workers import plan_workers, replicas_held, target_replicas, workers_for
 # Lines of a starting replica's log read for its last reported step (download, verification):
 # enough to reach back past the engine's own start-up lines, which follow ours.
 PROGRESS_LOG_LINES = 500
-
-
-class EventSink(Protocol):
-    """Where Kubernetes events about the ModelDeployment go."""
-
-    def normal(self, reason: str, message: str) -> None: ...
-
-    def warning(self, reason: str, message: str) -> None: ...
 
 
 def utc_now() -> str:
@@ -118,9 +111,16 @@ class Reconciler:
             self.gateway.forget(namespace, name)
 
     def _reconcile(self, body: dict[str, Any], events: EventSink) -> dict[str, Any]:
+        obs = self._sync_children(body, events)
+        if self.gateway is not None:
+            # After the model's own children: a gateway problem never holds them back.
+            self.gateway.sync(body["metadata"]["namespace"], events)
+        return self._report(obs, dict(body.get("status") or {}), events)
+
+    def _sync_children(self, body: dict[str, Any], events: EventSink) -> Observation:
+        """Bring the children of `body` to its spec; return what was observed."""
         metadata = body["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
-        previous = dict(body.get("status") or {})
         generation = int(metadata.get("generation") or 0)
         selector = names.selector_string(name, names.WORKER)
         document = {k: v for k, v in body.items() if k != "status"}
@@ -134,20 +134,17 @@ class Reconciler:
             manifest, manifest_problems = self._digest_manifest(md, namespace)
             problems += manifest_problems
             problems += self._gateway_secret_problems(namespace, md)
-        if self.gateway is not None:
-            if md is None or problems:
-                self.gateway.forget(namespace, name)
-            else:
-                self.gateway.observe(namespace, md)
-            self.gateway.sync(namespace, events)
         if md is None or problems:
-            obs = Observation(
+            if self.gateway is not None:
+                self.gateway.exclude(namespace, name)
+            return Observation(
                 generation=generation,
                 selector=selector,
                 endpoint="",
                 invalid_spec="; ".join(problems) or "invalid spec",
             )
-            return self._report(obs, previous, events)
+        if self.gateway is not None:
+            self.gateway.observe(namespace, md, build_serving_config(md, manifest))
 
         endpoint = names.endpoint_url(name, namespace, md.spec.endpoint.port)
         fit = self._fit_check(md, namespace)
@@ -155,7 +152,7 @@ class Reconciler:
         if fit.status == "False" and md.spec.preflight.enforce:
             # Before any child exists: a replica that cannot fit fails only after its GPUs were
             # scheduled and its weights downloaded. Nothing is created, nothing is removed.
-            obs = Observation(
+            return Observation(
                 generation=generation,
                 selector=selector,
                 endpoint=endpoint,
@@ -163,7 +160,6 @@ class Reconciler:
                 fit_blocks=True,
                 pinned=pinned,
             )
-            return self._report(obs, previous, events)
 
         owner = Owner(name=name, namespace=namespace, uid=metadata["uid"], spec=md.spec)
         # One list per kind finds every child: cheaper for the apiserver than a GET per child.
@@ -193,7 +189,7 @@ class Reconciler:
         metrics.MANAGED_OBJECTS.labels(namespace, name, "Pod").set(len(pods))
         metrics.MANAGED_OBJECTS.labels(namespace, name, "Service").set(2)
 
-        obs = Observation(
+        return Observation(
             generation=generation,
             selector=selector,
             endpoint=endpoint,
@@ -210,7 +206,6 @@ class Reconciler:
             if self.gateway is not None
             else None,
         )
-        return self._report(obs, previous, events)
 
     def _gateway_secret_problems(self, namespace: str, md: ModelDeployment) -> list[str]:
         """Missing Secrets the gateway would mount (their keys only; values are never read)."""

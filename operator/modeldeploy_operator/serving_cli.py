@@ -63,12 +63,15 @@ def _serve_with_gateway(args: argparse.Namespace, mds: list[ModelDeployment]) ->
     configs = [build_serving_config(md) for md in mds]
     serve_port = free_port()
     urls = app_base_urls(configs, f"http://127.0.0.1:{serve_port}")
+    models = list(zip(mds, configs, strict=True))
+    apps = {md.metadata.get("name"): config.app_name for md, config in models}
 
     def locate(md: ModelDeployment) -> Location:
-        app = build_serving_config(md).app_name
+        app = apps[md.metadata.get("name")]
         return Location(base_url=urls[app], app_name=app, dashboard_url=None)
 
-    gateway = build_gateway_config(mds, locate, local_secret(Path(args.secrets_dir).expanduser()))
+    secrets = local_secret(Path(args.secrets_dir).expanduser())
+    gateway = build_gateway_config(models, locate, secrets)
     serve_with_gateway(
         configs,
         gateway,

@@ -24,12 +24,14 @@ from modeldeploy_operator.gateway import (
     secret_refs,
     secret_variable,
 )
+from modeldeploy_operator.serving_config import build_serving_config
 from modeldeploy_operator.traffic import (
     TrafficCounts,
     overflow_percent,
     traffic_from_metrics,
 )
 from modeldeploy_operator.validation import validate_object
+from modeldeploy_serving.config import ServingConfig
 from modeldeploy_serving.gateway.config import GatewayConfig, SecretSource
 from tests.api_cases import merge
 from tests.operator_factories import BASE
@@ -57,8 +59,12 @@ def namespace_mds() -> list[ModelDeployment]:
     ]
 
 
+def served(mds: list[ModelDeployment]) -> list[tuple[ModelDeployment, ServingConfig]]:
+    return [(m, build_serving_config(m)) for m in mds]
+
+
 def config() -> GatewayConfig:
-    return build_gateway_config(namespace_mds(), cluster_location("team"), mounted_secret)
+    return build_gateway_config(served(namespace_mds()), cluster_location("team"), mounted_secret)
 
 
 def test_one_route_per_model_sorted_with_cluster_addresses() -> None:
@@ -84,14 +90,16 @@ def test_overflow_model_is_also_a_hosted_route_behind_the_same_keys() -> None:
     assert hosted.api_keys == SecretSource(file="/etc/modeldeploy/secrets/keys/api-keys")
     # A local model of the same name wins: no hosted route shadows it.
     clash = [md("gpt-4o-mini"), md("chat", {"overflow": OVERFLOW})]
-    assert build_gateway_config(clash, cluster_location("team"), mounted_secret).hosted == ()
+    assert (
+        build_gateway_config(served(clash), cluster_location("team"), mounted_secret).hosted == ()
+    )
 
 
 def test_a_served_name_taken_twice_routes_to_the_first_by_name() -> None:
     twins = [md("b"), md("a")]
     for twin in twins:
         twin.spec.model.served_model_name = "same"
-    [route] = build_gateway_config(twins, cluster_location("team"), mounted_secret).routes
+    [route] = build_gateway_config(served(twins), cluster_location("team"), mounted_secret).routes
     assert route.app_name == "a"
 
 
@@ -160,7 +168,7 @@ def test_every_model_owns_the_gateway_none_controls_it() -> None:
 def test_a_route_change_rolls_the_pods_a_key_rotation_does_not() -> None:
     before = build_gateway_deployment("team", namespace_mds(), config())
     changed = build_gateway_config(
-        [*namespace_mds(), md("extra")], cluster_location("team"), mounted_secret
+        served([*namespace_mds(), md("extra")]), cluster_location("team"), mounted_secret
     )
     after = build_gateway_deployment("team", namespace_mds(), changed)
     hash_of = lambda d: d["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]  # noqa: E731
@@ -178,7 +186,7 @@ def test_local_run_reads_secrets_from_the_environment_or_a_folder(tmp_path: Path
     def locate(m: ModelDeployment) -> Location:
         return Location(f"http://127.0.0.1:9/{m.metadata['name']}", str(m.metadata["name"]), None)
 
-    routes = build_gateway_config(namespace_mds(), locate, resolve).routes
+    routes = build_gateway_config(served(namespace_mds()), locate, resolve).routes
     assert [r.dashboard_url for r in routes] == [None, None, None]
 
 

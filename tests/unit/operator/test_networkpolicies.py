@@ -26,6 +26,7 @@ from modeldeploy_operator.networkpolicies import (
 )
 from modeldeploy_operator.operator_main import add_arguments, operator_peers
 from modeldeploy_operator.owner import Owner
+from modeldeploy_operator.serving_config import build_serving_config
 from tests.operator_factories import make_md, make_owner
 
 PEERS = OperatorPeers(
@@ -169,7 +170,9 @@ def test_enabled_builds_head_and_endpoint_by_keys(owner: Owner) -> None:
 def test_gateway_peer_matches_the_gateway_pods() -> None:
     md: ModelDeployment = make_md(KEYS)
     md.metadata["uid"] = "uid-1"
-    config = build_gateway_config([md], cluster_location("team"), mounted_secret)
+    config = build_gateway_config(
+        [(md, build_serving_config(md))], cluster_location("team"), mounted_secret
+    )
     deployment = build_gateway_deployment("team", [md], config)
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     selector = GATEWAY_PEER["podSelector"]["matchLabels"]
