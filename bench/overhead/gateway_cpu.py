@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from modeldeploy_serving.local import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = (
     b'data: {"id":"chatcmpl-0","object":"chat.completion.chunk","created":1,"model":"m",'
@@ -100,14 +102,6 @@ async def load(url: str, pid: int, concurrency: int, requests: int) -> dict[str,
         "gateway_cpu_ms_per_request": 1000 * used / requests,
         "gateway_idle_cpu_ms_per_s": 1000 * idle_rate,
     }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(url: str, timeout_s: float = 120.0) -> None:

@@ -185,6 +185,8 @@ def test_operator_killed_at_random_points_converges(
         # Converged means exactly the children the specs ask for, whatever the kill interrupted.
         assert inventory.summary()["pods"] == DEPLOYMENTS + sum(fleet.expected.values()), context
         assert inventory.summary()["services"] == 2 * DEPLOYMENTS, context
+        # Never two children for one place, not even for a moment on the way.
+        assert most_duplicates == 0, f"{most_duplicates} duplicate children on the way ({context})"
 
     # Converged is also stable: nothing is created or deleted afterwards.
     before = uids(admin, mds.namespace)

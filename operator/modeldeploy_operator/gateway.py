@@ -335,7 +335,3 @@ def build_gateway_service(namespace: str, mds: Sequence[ModelDeployment]) -> dic
             },
         }
     )
-
-
-def gateway_url(namespace: str) -> str:
-    return GATEWAY_URL_TEMPLATE.format(namespace=namespace) + "/v1"

@@ -28,8 +28,6 @@ class ScalingSpecLike(Protocol):
     def scale_down_delay_seconds(self) -> float: ...
     @property
     def scale_to_zero_after_seconds(self) -> float: ...
-    @property
-    def max_queued_requests(self) -> int: ...
 
 
 class AutoscalingConfig(BaseModel):
@@ -73,12 +71,6 @@ class AutoscalingConfig(BaseModel):
         ge=0,
         le=604800,
         description="Time with no request at all before replicas go to zero (minReplicas 0).",
-    )
-    max_queued_requests: int = Field(
-        default=128,
-        ge=0,
-        le=1000000,
-        description="Requests held while no replica can take them; beyond this, 429.",
     )
     max_scale_up_step: int = Field(
         default=4, ge=1, le=1024, description="Most replicas added by one decision."
@@ -141,7 +133,6 @@ class AutoscalingConfig(BaseModel):
             "scale_up_stabilization_s": spec.scale_up_stabilization_seconds,
             "scale_down_delay_s": spec.scale_down_delay_seconds,
             "scale_to_zero_after_s": spec.scale_to_zero_after_seconds,
-            "max_queued_requests": spec.max_queued_requests,
         }
         fields.update(overrides)
         return cls.model_validate(fields)

@@ -27,7 +27,7 @@ unit tests with scripted time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 
 from .config import AutoscalingConfig
@@ -59,22 +59,6 @@ class QueueSignals:
     def total(self) -> float:
         """Requests in the system, waiting or running; 0 means idle."""
         return self.queue_depth + max(0.0, self.running)
-
-    @classmethod
-    def from_replicas(
-        cls,
-        engine_waiting: Iterable[float],
-        handle_queued: float = 0.0,
-        running: Iterable[float] = (),
-        ready_replicas: int | None = None,
-    ) -> QueueSignals:
-        """Signals from per-replica engine figures (summed here) and the handles' queue."""
-        return cls(
-            engine_waiting=float(sum(engine_waiting)),
-            handle_queued=float(handle_queued),
-            running=float(sum(running)),
-            ready_replicas=ready_replicas,
-        )
 
 
 @dataclass(frozen=True)
