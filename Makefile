@@ -16,6 +16,7 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check operator serving tests e2e bench
 	$(PY) -m ruff format --check operator serving tests e2e bench
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dashboard import ServeObservation
 from .model_checks import Check, Pinned, extra_checks, model_status, serve_refusal
+from .serve_status import ServeObservation
 from .traffic import TrafficCounts, traffic_status
 from .workers import WorkerPod
 

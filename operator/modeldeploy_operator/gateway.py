@@ -35,8 +35,8 @@ from modeldeploy_serving.gateway.config import (
 
 from . import names
 from .api import API_VERSION, KIND, ModelDeployment
-from .dashboard import DEFAULT_DASHBOARD_URL, dashboard_url
 from .hashing import canonical_hash, stamped
+from .names import DEFAULT_DASHBOARD_URL, dashboard_url
 
 GATEWAY_NAME = "modeldeploy-gateway"
 GATEWAY_PORT = 8000

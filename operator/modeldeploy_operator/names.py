@@ -23,6 +23,15 @@ CLIENT_PORT: Final = 10001
 SERVE_PORT: Final = 8000
 METRICS_PORT: Final = 8080
 
+# Where the operator reaches each head's dashboard and metrics: the head Service in the cluster;
+# out of cluster (development, the e2e tier) `--dashboard-url-template` names another place.
+DEFAULT_DASHBOARD_URL: Final = "http://{name}-head.{namespace}.svc:" + str(DASHBOARD_PORT)
+DEFAULT_METRICS_URL: Final = "http://{name}-head.{namespace}.svc:" + str(METRICS_PORT) + "/metrics"
+
+
+def dashboard_url(template: str, name: str, namespace: str) -> str:
+    return template.format(name=name, namespace=namespace)
+
 
 def head_pod(name: str) -> str:
     return f"{name}-head"

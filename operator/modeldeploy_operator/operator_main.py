@@ -9,13 +9,9 @@ import os
 import random
 import sys
 
-from .dashboard import (
-    DEFAULT_DASHBOARD_URL,
-    DEFAULT_METRICS_URL,
-    HttpServeDashboard,
-    dashboard_url,
-)
+from .dashboard import HttpServeDashboard
 from .gateway import DEFAULT_GATEWAY_IMAGE, GATEWAY_URL_TEMPLATE
+from .names import DEFAULT_DASHBOARD_URL, DEFAULT_METRICS_URL, dashboard_url
 from .networkpolicies import OperatorPeers, parse_selector
 
 PEERING_NAME = "modeldeploy"

@@ -19,12 +19,7 @@ from modeldeploy_serving.model_files import last_progress
 from . import metrics, names
 from .api import ModelDeployment
 from .conditions import Observation, build_status, condition_changes
-from .dashboard import (
-    DashboardUnavailable,
-    ServeDashboard,
-    ServeObservation,
-    queue_depth_from_metrics,
-)
+from .dashboard import DashboardUnavailable, ServeDashboard
 from .events import EventSink
 from .gateway import secret_problems, secret_refs
 from .gateway_sync import GatewaySync
@@ -37,6 +32,7 @@ from .pods import build_head_pod, build_worker_pod
 from .podstate import is_ready, unschedulable_message, worker_from_pod
 from .rollout import config_to_submit
 from .serve_app import build_serve_config
+from .serve_status import ServeObservation, queue_depth_from_metrics
 from .services import build_endpoint_service, build_head_service
 from .serving_config import build_serving_config
 from .validation import validate_object

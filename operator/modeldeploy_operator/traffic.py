@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client.parser import text_string_to_metric_families
+from modeldeploy_serving.prometheus_text import matching
 
 REQUESTS_METRIC = "modeldeploy_gateway_requests_total"
 
@@ -25,12 +25,10 @@ class TrafficCounts:
 def traffic_from_metrics(text: str, model: str) -> TrafficCounts:
     """The gateway's request counts for one model (served model name) in Prometheus text."""
     totals = {"local": 0.0, "overflow": 0.0, "rejected": 0.0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            served_by = sample.labels.get("served_by", "")
-            ours = sample.name == REQUESTS_METRIC and sample.labels.get("model") == model
-            if ours and served_by in totals:
-                totals[served_by] += sample.value
+    for sample in matching(text, {REQUESTS_METRIC}, model=model):
+        served_by = sample.labels.get("served_by", "")
+        if served_by in totals:
+            totals[served_by] += sample.value
     return TrafficCounts(*(round(totals[k]) for k in ("local", "overflow", "rejected")))
 
 

@@ -8,17 +8,12 @@ hosts the engine), so it is tested on plain strings.
 
 from __future__ import annotations
 
-import math
-import re
-
+from ..prometheus_text import matching
 from .ray_config import ENGINE_RUNNING_METRIC, ENGINE_WAITING_METRIC
 
 VLLM_WAITING = "vllm:num_requests_waiting"
 VLLM_RUNNING = "vllm:num_requests_running"
 ENGINE_GAUGES = (VLLM_WAITING, VLLM_RUNNING)
-
-# name, optional {labels}, value; timestamps after the value are ignored.
-_SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{.*\})?\s+(?P<value>\S+)")
 
 
 def autoscaling_stats(metrics_text: str) -> dict[str, float]:
@@ -28,18 +23,8 @@ def autoscaling_stats(metrics_text: str) -> dict[str, float]:
     ranks), and each reports its own queue. A gauge absent from the text counts as 0.
     """
     totals = {VLLM_WAITING: 0.0, VLLM_RUNNING: 0.0}
-    for line in metrics_text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = _SAMPLE.match(line)
-        if match is None or match["name"] not in totals:
-            continue
-        try:
-            value = float(match["value"])
-        except ValueError:
-            continue
-        if math.isfinite(value):
-            totals[match["name"]] += value
+    for sample in matching(metrics_text, ENGINE_GAUGES):
+        totals[sample.name] += sample.value
     return {
         ENGINE_WAITING_METRIC: totals[VLLM_WAITING],
         ENGINE_RUNNING_METRIC: totals[VLLM_RUNNING],

@@ -12,7 +12,7 @@ from modeldeploy_operator.conditions import (
     condition_changes,
     failure_reason,
 )
-from modeldeploy_operator.dashboard import ServeObservation
+from modeldeploy_operator.serve_status import ServeObservation
 from modeldeploy_operator.workers import WorkerPod
 
 NOW = "2026-01-01T00:00:00Z"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from modeldeploy_operator.conditions import Observation, build_status, failure_reason
-from modeldeploy_operator.dashboard import ServeObservation
 from modeldeploy_operator.model_checks import Check, Pinned
+from modeldeploy_operator.serve_status import ServeObservation
 from modeldeploy_serving.digests import Mismatch, ModelVerificationError
 
 NOW = "2026-01-01T00:00:00Z"
