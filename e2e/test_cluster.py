@@ -8,6 +8,7 @@ tokens from the TokenRequest API, and helm against the cluster.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ from cluster.localcluster import (
     wait_until,
 )
 from kubernetes import client
+from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
+ROOT = Path(__file__).resolve().parents[1]
 CHART = Path(__file__).parent / "testdata" / "charts" / "demo"
 GPU_NODES = {n.name for n in DEFAULT_NODES if n.gpus}
 
@@ -248,3 +251,29 @@ def test_another_cluster_with_its_own_nodes_runs_alongside(cluster: LocalCluster
         started = list(other.procs)
     assert len(started) == 5
     assert not any(p.alive() for p in started)  # stopped, by pid, when the block ends
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def test_make_cluster_up_and_down_run_under_the_system_python3(tmp_path: Path) -> None:
+    """The Make targets that leave a cluster running need no virtualenv: e2e/cluster is
+    stdlib-only (the system python3 has none of the project's packages)."""
+    probe = [str(SYSTEM_PYTHON), "-c", "import modeldeploy_serving"]
+    assert subprocess.run(probe, capture_output=True, cwd=tmp_path).returncode != 0
+    state = tmp_path / "cluster"
+    make = ["make", "-s", f"CLUSTER_STATE={state}", f"CLUSTER_PY={SYSTEM_PYTHON}"]
+    try:
+        up = subprocess.run(
+            [*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
+        assert up.returncode == 0, up.stderr[-3000:]
+        assert up.stdout.strip() == f"export KUBECONFIG={state / 'kubeconfig'}"
+        api = kube_config.new_client_from_config(str(state / "kubeconfig"))
+        assert client.VersionApi(api).get_code().git_version.startswith("v1.")
+        status = subprocess.run([*make, "cluster-status"], cwd=ROOT, capture_output=True, text=True)
+        assert status.returncode == 0, status.stderr[-3000:]
+    finally:
+        down = subprocess.run([*make, "cluster-down"], cwd=ROOT, capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr[-3000:]
+    assert not state.exists() or not LocalCluster.read_state(state)

@@ -21,8 +21,7 @@
 CLUSTER_PY ?= python3
 CLUSTER_STATE ?= $(CURDIR)/.cache/cluster
 CLUSTER_RUN := PYTHONPATH=$(CURDIR)/e2e $(CLUSTER_PY) -m
-# Starting and stopping a cluster run under the project's environment.
-CLUSTER_CTL := PYTHONPATH=$(CURDIR)/e2e $(PY) -m cluster.localcluster
+CLUSTER_CTL := $(CLUSTER_RUN) cluster.localcluster
 NODE ?= fake
 
 .PHONY: cluster-binaries cluster-up cluster-down cluster-status test-e2e test-node node-packages \
@@ -39,13 +38,13 @@ node-packages:
 node-images: node-packages
 	$(CLUSTER_RUN) cluster.images >&2
 
-cluster-up: cluster-binaries $(STAMP)
+cluster-up: cluster-binaries
 	@$(CLUSTER_CTL) up $(CLUSTER_STATE) --node $(NODE)
 
-cluster-down: $(STAMP)
+cluster-down:
 	$(CLUSTER_CTL) down $(CLUSTER_STATE)
 
-cluster-status: $(STAMP)
+cluster-status:
 	$(CLUSTER_CTL) status $(CLUSTER_STATE)
 
 ifeq ($(MODELDEPLOY_SKIP_E2E),1)

@@ -38,9 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Re-exported: the e2e tests poll with the same helper as the serving tests.
-from modeldeploy_serving.procs import wait_until as wait_until
-
 from . import binaries, node
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -122,6 +119,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.25
+) -> Any:
+    """Poll until `condition()` is truthy and return its value; fail naming `what`.
+
+    The same contract as modeldeploy_serving.procs.wait_until, kept here because this module
+    runs under the system python3, before the virtualenv exists."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
 
 
 def _proc_start_time(pid: int) -> str | None:
