@@ -125,21 +125,21 @@ def test_apply_serve_update_delete(
     base_url = f"http://127.0.0.1:{local_ray.serve_port}/v1"
     assert chat(base_url)
 
-    # Only a scaling bound changes: a lightweight Serve update, the replica keeps running.
+    # A scaling bound and the policy's target change: an update of the running deployment,
+    # the replica keeps running.
     before = replica_ids(local_ray, "tiny")
     assert len(before) == 1
-    mds.patch_spec("tiny", {"scaling": {"maxReplicas": 2}})
-    wait_until(
-        lambda: (
-            (serve_state(local_ray, "tiny").get("deployed_app_config") or {})
-            .get("deployments", [{}])[0]
-            .get("autoscaling_config", {})
-            .get("max_replicas")
-            == 2
-        ),
-        60,
-        "maxReplicas=2 submitted to Serve",
-    )
+    mds.patch_spec("tiny", {"scaling": {"maxReplicas": 2, "targetQueueDepth": 3}})
+
+    def submitted() -> bool:
+        deployed = serve_state(local_ray, "tiny").get("deployed_app_config") or {}
+        autoscaling = deployed.get("deployments", [{}])[0].get("autoscaling_config", {})
+        return (autoscaling.get("max_replicas"), autoscaling.get("target_ongoing_requests")) == (
+            2,
+            3,
+        )
+
+    wait_until(submitted, 60, "maxReplicas=2 and targetQueueDepth=3 submitted to Serve")
     mds.wait_condition("tiny", "Ready", "True", "Serving", timeout=180)
     assert replica_ids(local_ray, "tiny") == before
 

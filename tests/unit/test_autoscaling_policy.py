@@ -31,6 +31,7 @@ from modeldeploy_serving.autoscaling import (
     metric_push_env,
     ray_autoscaling_config,
 )
+from modeldeploy_serving.autoscaling.ray_config import IN_PLACE
 from modeldeploy_serving.autoscaling.ray_policy import (
     STATE_KEY,
     QueueDepthPolicy,
@@ -321,12 +322,13 @@ def test_ray_serve_settings() -> None:
     assert got["metrics_interval_s"] == 0.5
     assert got["policy"]["policy_function"] == POLICY_IMPORT_PATH
     kwargs = got["policy"]["policy_kwargs"]
-    # Bounds stay out of the kwargs (Ray hashes those into the code version: a change would
-    # restart replicas); the rest goes through unchanged.
-    assert not {"min_replicas", "max_replicas", "initial_replicas"} & set(kwargs)
-    assert AutoscalingConfig.model_validate(kwargs) == config.model_copy(
-        update={"min_replicas": 1, "max_replicas": 1, "initial_replicas": None}
+    # Bounds and target stay out of the kwargs (Ray hashes those into the code version: a
+    # change would restart replicas) and travel in Ray's own fields; the rest goes unchanged.
+    assert not {"min_replicas", "max_replicas", "initial_replicas", "target_queue_depth"} & set(
+        kwargs
     )
+    assert got["target_ongoing_requests"] == config.target_queue_depth
+    assert kwargs == config.model_dump(mode="json", exclude=set(IN_PLACE))
     assert metric_push_env() == {
         "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
         "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
@@ -403,6 +405,19 @@ def test_adapter_runs_inside_ray_serves_wrapper() -> None:
     replicas, state = policy(context(state, 101.0))
     # Ray's own delays are zero, so our decision passes through unchanged.
     assert replicas == 6
+
+    # A new target reaches the running policy through the context (no new kwargs, so no new
+    # policy and no replica restart): 10 waiting per replica is now below it.
+    ray_config = config_mod.AutoscalingConfig(
+        **ray_autoscaling_config(CFG.model_copy(update={"target_queue_depth": 20}))
+    )
+    assert (
+        ray_config.policy.policy_kwargs
+        == config_mod.AutoscalingConfig(**ray_autoscaling_config(CFG)).policy.policy_kwargs
+    )
+    replicas, state = policy(context({}, 200.0))
+    replicas, state = policy(context(state, 201.0))
+    assert replicas == 2
 
 
 def test_engine_stats_from_vllm_metrics_text() -> None:

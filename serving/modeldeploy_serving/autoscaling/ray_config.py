@@ -33,10 +33,13 @@ LOOK_BACK_PERIOD_S = 1.0
 RECORD_INTERVAL_FACTOR_ENV = "RAY_SERVE_AUTOSCALING_METRIC_RECORD_INTERVAL_FACTOR"
 
 
-BOUNDS = frozenset({"min_replicas", "max_replicas", "initial_replicas"})
+IN_PLACE = frozenset({"min_replicas", "max_replicas", "initial_replicas", "target_queue_depth"})
 """Settings left out of `policy_kwargs`: Ray hashes the policy and its kwargs into the
-application's code version, so a changed kwarg restarts every replica. The bounds reach the
-policy through the context instead, and changing them stays a lightweight update."""
+application's code version (`get_app_code_version`), so a changed kwarg restarts every replica.
+These reach the policy through the context instead, in Ray's own fields of the deployment's
+autoscaling config (the bounds; the target per replica as `target_ongoing_requests`, which only
+Ray's default policy reads), and changing them updates the running deployment in place. The
+delays stay kwargs: Ray applies its own delay fields on top of any policy."""
 
 
 def metric_push_env(interval_s: float = METRIC_PUSH_INTERVAL_S) -> dict[str, str]:
@@ -57,7 +60,7 @@ def ray_autoscaling_config(
     """The deployment's `autoscaling_config` for Ray Serve, with our policy plugged in.
 
     The policy's settings travel as `policy_kwargs` (Ray builds the policy class with them once
-    per deployment config), except the bounds, which come with every call (see BOUNDS).
+    per deployment config), except those of IN_PLACE, which come with every call.
     `look_back_period_s` only needs to span a couple of metric pushes, because the policy's own
     windows do the smoothing.
     """
@@ -65,6 +68,7 @@ def ray_autoscaling_config(
         "min_replicas": config.min_replicas,
         "max_replicas": config.max_replicas,
         "initial_replicas": config.start_replicas,
+        "target_ongoing_requests": config.target_queue_depth,
         "upscale_delay_s": 0.0,
         "downscale_delay_s": 0.0,
         "downscale_to_zero_delay_s": 0.0,
@@ -72,6 +76,6 @@ def ray_autoscaling_config(
         "look_back_period_s": look_back_period_s,
         "policy": {
             "policy_function": POLICY_IMPORT_PATH,
-            "policy_kwargs": config.model_dump(mode="json", exclude=set(BOUNDS)),
+            "policy_kwargs": config.model_dump(mode="json", exclude=set(IN_PLACE)),
         },
     }

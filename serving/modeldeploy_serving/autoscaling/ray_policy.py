@@ -65,15 +65,18 @@ class QueueDepthPolicy:
         self.config = AutoscalingConfig.model_validate(policy_kwargs)
         self._gauge: Any = None
 
-    def _with_bounds(self, ctx: Any) -> AutoscalingConfig:
-        """Our settings with the deployment's current bounds, which Ray passes on every call."""
+    def _current(self, ctx: Any) -> AutoscalingConfig:
+        """Our settings with those Ray passes on every call (ray_config.IN_PLACE): the
+        deployment's current bounds and target per replica."""
+        update: dict[str, Any] = {}
         low = getattr(ctx, "capacity_adjusted_min_replicas", None)
         high = getattr(ctx, "capacity_adjusted_max_replicas", None)
-        if low is None or high is None:
-            return self.config
-        return self.config.model_copy(
-            update={"min_replicas": int(low), "max_replicas": max(int(high), int(low), 1)}
-        )
+        if low is not None and high is not None:
+            update |= {"min_replicas": int(low), "max_replicas": max(int(high), int(low), 1)}
+        target = getattr(getattr(ctx, "config", None), "target_ongoing_requests", None)
+        if target is not None:
+            update["target_queue_depth"] = float(target)
+        return self.config.model_copy(update=update) if update else self.config
 
     def _publish(self, ctx: Any, signals: QueueSignals) -> None:
         # Created lazily, inside the Serve controller: Ray metrics need a connected worker.
@@ -99,7 +102,7 @@ class QueueDepthPolicy:
         signals = signals_from_context(ctx)
         self._publish(ctx, signals)
         replicas, state = decide(
-            signals, int(ctx.target_num_replicas), self._with_bounds(ctx), state, now
+            signals, int(ctx.target_num_replicas), self._current(ctx), state, now
         )
         ray_state[STATE_KEY] = state.to_dict()
         return replicas, ray_state

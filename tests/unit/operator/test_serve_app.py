@@ -29,7 +29,9 @@ def test_config_shape() -> None:
     assert autoscaling["policy"]["policy_function"] == (
         "modeldeploy_serving.autoscaling.ray_policy:QueueDepthPolicy"
     )
-    assert autoscaling["policy"]["policy_kwargs"]["target_queue_depth"] == 2
+    # The target travels in Ray's own field, outside the kwargs: changing it restarts nothing.
+    assert autoscaling["target_ongoing_requests"] == 2
+    assert "target_queue_depth" not in autoscaling["policy"]["policy_kwargs"]
     assert deployment["max_queued_requests"] == 128
     # The application's own code carries neutral replica settings; the overrides decide.
     assert (app["args"]["num_replicas"], app["args"]["autoscaling"]) == (1, None)
