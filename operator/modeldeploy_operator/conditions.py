@@ -62,13 +62,6 @@ class Observation:
     gateway did not answer (the status then keeps its last counts)."""
 
 
-@dataclass(frozen=True)
-class Verdict:
-    status: str
-    reason: str
-    message: str
-
-
 def failure_reason(message: str) -> str:
     """Name the cause of a Serve deployment failure from the engine's own words."""
     if serve_refusal(ServeObservation(deployment_message=message)):
@@ -85,15 +78,15 @@ def _short(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
-def _verdicts(obs: Observation) -> tuple[Verdict, Verdict, Verdict]:
+def _verdicts(obs: Observation) -> tuple[Check, Check, Check]:
     """(Ready, Progressing, Degraded) for one observation."""
-    ok = Verdict("False", "AsExpected", "")
+    ok = Check("False", "AsExpected", "")
     if obs.invalid_spec is not None:
-        bad = Verdict("False", "InvalidSpec", obs.invalid_spec)
-        return bad, ok, Verdict("True", "InvalidSpec", obs.invalid_spec)
+        bad = Check("False", "InvalidSpec", obs.invalid_spec)
+        return bad, ok, Check("True", "InvalidSpec", obs.invalid_spec)
     if obs.fit_blocks and obs.fit is not None:
-        blocked = Verdict("False", "FitCheckFailed", obs.fit.message)
-        return blocked, blocked, Verdict("True", "FitCheckFailed", obs.fit.message)
+        blocked = Check("False", "FitCheckFailed", obs.fit.message)
+        return blocked, blocked, Check("True", "FitCheckFailed", obs.fit.message)
 
     serve = obs.serve
     serving = serve.app_status == "RUNNING" and (
@@ -102,9 +95,9 @@ def _verdicts(obs: Observation) -> tuple[Verdict, Verdict, Verdict]:
     degraded = ok
     if obs.unschedulable is not None:
         reason = "InsufficientGPU" if "nvidia.com/gpu" in obs.unschedulable else "Unschedulable"
-        degraded = Verdict("True", reason, obs.unschedulable)
+        degraded = Check("True", reason, obs.unschedulable)
     elif obs.dashboard_error is not None and obs.head_ready:
-        degraded = Verdict("True", "DashboardUnreachable", obs.dashboard_error)
+        degraded = Check("True", "DashboardUnreachable", obs.dashboard_error)
     elif serve.app_status in {"DEPLOY_FAILED", "UNHEALTHY"} or serve.deployment_status in {
         "DEPLOY_FAILED",
         "UNHEALTHY",
@@ -114,21 +107,21 @@ def _verdicts(obs: Observation) -> tuple[Verdict, Verdict, Verdict]:
         if refused:
             # The refusal itself, not Serve's traceback around it (which the length cap cuts).
             message = "; ".join(m.describe() for m in refused)
-        degraded = Verdict("True", failure_reason(message), message)
+        degraded = Check("True", failure_reason(message), message)
 
     if serving:
         if serve.ready_replicas == 0:
-            ready = Verdict("True", "ScaledToZero", "no replica runs; the first request starts one")
+            ready = Check("True", "ScaledToZero", "no replica runs; the first request starts one")
         else:
-            ready = Verdict("True", "Serving", f"{serve.ready_replicas} replica(s) serving")
+            ready = Check("True", "Serving", f"{serve.ready_replicas} replica(s) serving")
     elif degraded.status == "True":
-        ready = Verdict("False", degraded.reason, degraded.message)
+        ready = Check("False", degraded.reason, degraded.message)
     elif not obs.head_ready:
-        ready = Verdict("False", "WaitingForHead", "the Ray head pod is not ready yet")
+        ready = Check("False", "WaitingForHead", "the Ray head pod is not ready yet")
     elif serve.app_status is None:
-        ready = Verdict("False", "Deploying", "submitting the Serve application")
+        ready = Check("False", "Deploying", "submitting the Serve application")
     else:
-        ready = Verdict("False", "Deploying", serve.app_message or "replicas are starting")
+        ready = Check("False", "Deploying", serve.app_message or "replicas are starting")
 
     ready_workers = sum(1 for w in obs.workers if w.ready)
     settled = (
@@ -138,11 +131,11 @@ def _verdicts(obs: Observation) -> tuple[Verdict, Verdict, Verdict]:
         and len(obs.workers) == obs.desired_workers
     )
     if settled:
-        progressing = Verdict("False", "Settled", "")
+        progressing = Check("False", "Settled", "")
     elif degraded.status == "True" and not serving:
-        progressing = Verdict("False", degraded.reason, degraded.message)
+        progressing = Check("False", degraded.reason, degraded.message)
     else:
-        progressing = Verdict(
+        progressing = Check(
             "True",
             "Reconciling",
             f"replicas {serve.ready_replicas}/{obs.target_replicas}, "
@@ -151,7 +144,7 @@ def _verdicts(obs: Observation) -> tuple[Verdict, Verdict, Verdict]:
     return ready, progressing, degraded
 
 
-def _phase(ready: Verdict, degraded: Verdict, progressing: Verdict) -> str:
+def _phase(ready: Check, degraded: Check, progressing: Check) -> str:
     if ready.reason in {"InvalidSpec", "FitCheckFailed"}:
         return "Failed"
     if ready.status == "True":
@@ -167,7 +160,7 @@ def build_conditions(
     """Conditions for obs; lastTransitionTime moves only when a condition's status changes."""
     before = {c.get("type"): c for c in previous}
     conditions = []
-    checks: list[tuple[str, Verdict | Check]] = list(
+    checks: list[tuple[str, Check | Check]] = list(
         zip(("Ready", "Progressing", "Degraded"), _verdicts(obs), strict=True)
     )
     checks += extra_checks(obs.fit, obs.pinned, obs.serve)
@@ -191,7 +184,7 @@ def build_status(obs: Observation, previous: dict[str, Any], now: str) -> dict[s
     """The complete status subresource for obs."""
     conditions = build_conditions(obs, previous.get("conditions") or [], now)
     ready, progressing, degraded = (
-        Verdict(c["status"], c["reason"], c["message"]) for c in conditions[:3]
+        Check(c["status"], c["reason"], c["message"]) for c in conditions[:3]
     )
     serve = obs.serve
     traffic = traffic_status(obs.traffic) if obs.traffic is not None else previous.get("traffic")
