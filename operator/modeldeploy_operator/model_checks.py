@@ -101,9 +101,8 @@ def fit_from_config(md: ModelDeployment, config_text: str | None, where: str) ->
 def local_model_config(spec: ModelDeploymentSpec) -> Path | None:
     """config.json in a file:// source's folder: readable where the operator or the CLI runs on
     the machine that holds the model (a workstation, a node, the e2e tier)."""
-    if not spec.model.source.startswith("file://"):
-        return None
-    return Path(spec.model.source.removeprefix("file://")) / "config.json"
+    folder = spec.model.parsed_source().local_path
+    return None if folder is None else folder / "config.json"
 
 
 def engine_settings(spec: ModelDeploymentSpec) -> EngineSettings:

@@ -45,13 +45,6 @@ def _env(owner: Owner) -> list[dict[str, Any]]:
     return env
 
 
-def _pvc_claim(source: str) -> str | None:
-    """The claim of a pvc://CLAIM/PATH source, mounted where serving_config points --model."""
-    if not source.startswith("pvc://"):
-        return None
-    return source.removeprefix("pvc://").split("/", 1)[0]
-
-
 def model_cache_volume(owner: Owner) -> dict[str, Any]:
     """The volume at MODEL_CACHE_PATH, where replicas download hub models (HF_HOME) under a
     lock: the spec's PersistentVolumeClaim or node directory, shared by the replicas using it,
@@ -211,7 +204,8 @@ def build_worker_pod(owner: Owner, index: int) -> dict[str, Any]:
         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
         model_cache_volume(owner),
     ]
-    claim = _pvc_claim(spec.model.source)
+    # A pvc:// source's claim, mounted where serving_config points --model.
+    claim = spec.model.parsed_source().claim
     if claim:
         volumes.append(
             {

@@ -16,11 +16,10 @@ from modeldeploy_serving.autoscaling import AutoscalingConfig
 from modeldeploy_serving.config import EngineConfig, ServingConfig, Verification
 
 from .api import ModelDeployment, ModelDeploymentSpec
+from .api.source import ModelSource
 from .quantities import whole_cpus
 from .validation import parse_model_deployment
 
-# vLLM streams s3:// and gs:// weights itself through the Run:ai model streamer.
-_STREAMED_SCHEMES = ("s3://", "gs://")
 # Where the worker pods mount a pvc:// source's claim (pods.py): PVC_MOUNT_ROOT/CLAIM/PATH.
 PVC_MOUNT_ROOT = "/models"
 
@@ -31,20 +30,16 @@ def model_location(source: str) -> str:
     hf://ORG/NAME -> ORG/NAME (vLLM downloads it); file:///PATH -> /PATH;
     pvc://CLAIM/PATH -> PVC_MOUNT_ROOT/CLAIM/PATH; s3:// and gs:// URIs unchanged (streamed).
     """
-    if source.startswith("hf://"):
-        return source.removeprefix("hf://")
-    if source.startswith("file://"):
-        return source.removeprefix("file://")
-    if source.startswith("pvc://"):
-        return f"{PVC_MOUNT_ROOT}/{source.removeprefix('pvc://')}"
-    if source.startswith(_STREAMED_SCHEMES):
-        return source
-    raise ValueError(f"unsupported model source {source!r}")
+    parsed = ModelSource.parse(source)
+    if parsed.scheme == "pvc":
+        return f"{PVC_MOUNT_ROOT}/{parsed.rest}"
+    # vLLM streams s3:// and gs:// weights itself through the Run:ai model streamer.
+    return source if parsed.streamed else parsed.rest
 
 
 def _extra_args(spec: ModelDeploymentSpec) -> list[str]:
     extra = list(spec.engine.extra_args)
-    if spec.model.source.startswith(_STREAMED_SCHEMES) and not any(
+    if spec.model.parsed_source().streamed and not any(
         arg.split("=", 1)[0] == "--load-format" for arg in extra
     ):
         extra = ["--load-format", "runai_streamer", *extra]
@@ -97,7 +92,7 @@ def build_serving_config(
         model=model_location(spec.model.source),
         # vLLM downloads a hub model at this commit; for the other sources the revision only
         # labels the files (it travels with the digests).
-        revision=spec.model.revision if spec.model.source.startswith("hf://") else None,
+        revision=spec.model.revision if spec.model.parsed_source().hub_id else None,
         served_model_name=spec.model.effective_served_model_name(),
         verify=verification(md, manifest),
         engine=EngineConfig(

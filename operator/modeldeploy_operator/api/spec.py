@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
 from .base import ApiModel, Rule, fullmatch
+from .source import MODEL_SOURCE_PATTERN, ModelSource, is_streamed
 
 QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
@@ -33,17 +34,8 @@ Quantity = Annotated[
     ),
 ]
 
-MODEL_SOURCE_PATTERN = (
-    r"^(hf://[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?"
-    r"|s3://[a-z0-9][a-z0-9.-]*[a-z0-9]/.+"
-    r"|gs://[a-z0-9][a-z0-9._-]*[a-z0-9]/.+"
-    r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+"
-    r"|file:///.+)$"
-)
 COMMIT_PATTERN = r"^[0-9a-f]{40}$"
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-# Sources whose weights vLLM streams straight to the GPU, never as files on disk.
-_STREAMED_SCHEMES = ("s3://", "gs://")
 
 # Flags that modeldeploy sets itself, or that have a typed field: repeating them in extraArgs
 # would silently fight the typed value, so the spec rejects them.
@@ -295,16 +287,18 @@ class ModelSpec(ApiModel):
                 "digests need the weights as files: s3:// and gs:// sources are streamed to the "
                 "GPU; use hf://, pvc:// or file:// sources"
             ),
-            holds=lambda m: m.digests is None or not m.source.startswith(_STREAMED_SCHEMES),
+            holds=lambda m: m.digests is None or not is_streamed(m.source),
         ),
     )
 
     def effective_served_model_name(self) -> str:
         if self.served_model_name:
             return self.served_model_name
-        if self.source.startswith("hf://"):
-            return self.source.removeprefix("hf://")
-        return self.source.rstrip("/").rsplit("/", 1)[-1]
+        source = self.parsed_source()
+        return source.hub_id or source.rest.rstrip("/").rsplit("/", 1)[-1]
+
+    def parsed_source(self) -> ModelSource:
+        return ModelSource.parse(self.source)
 
 
 class EngineSpec(ApiModel):
