@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from modeldeploy_serving.gateway.app import (
+from modeldeploy_serving.gateway.forwarding import (
     SERVED_BY_HEADER,
     forwarded_headers,
     forwarded_raw_headers,

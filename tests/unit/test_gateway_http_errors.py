@@ -23,7 +23,7 @@ from typing import Any
 import openai
 import pytest
 
-from modeldeploy_serving.gateway.app import SERVED_BY_HEADER, needs_error_object
+from modeldeploy_serving.gateway.forwarding import SERVED_BY_HEADER, needs_error_object
 from modeldeploy_serving.local import free_port
 from modeldeploy_serving.procs import ServerProcess, read_until_closed
 

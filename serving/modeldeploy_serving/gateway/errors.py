@@ -9,7 +9,10 @@ settings, and fixed text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from starlette.responses import JSONResponse
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -35,3 +38,14 @@ def error_body(
             "code": code,
         }
     }
+
+
+def json_error(
+    status: int,
+    message: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An OpenAI error response."""
+    return JSONResponse(error_body(status, message, code, param), status, headers=headers)

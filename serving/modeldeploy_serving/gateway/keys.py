@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from starlette.responses import JSONResponse
+
 from .config import SecretSource
+from .errors import json_error
 
 
 def parse_keys(text: str) -> frozenset[str]:
@@ -91,3 +94,29 @@ def read_provider_key(source: SecretSource | None) -> str | None:
         return None
     lines = (line.strip() for line in read_secret(source).splitlines())
     return next((k for k in lines if k and not k.startswith("#")), None)
+
+
+class RouteKeys:
+    """The key stores of a gateway's routes, one per distinct source (routes may share one)."""
+
+    def __init__(self, sources: Iterable[SecretSource | None], reload_s: float) -> None:
+        self._sources = list(sources)
+        self._stores = {s: KeyStore(s, reload_s) for s in self._sources if s is not None}
+
+    def accepts(self, source: SecretSource | None, token: str | None) -> bool:
+        """Whether `token` may use a route guarded by `source` (None: an open route)."""
+        return source is None or self._stores[source].accepts(token)
+
+    def anyone_may_ask(self, token: str | None) -> bool:
+        """Whether this caller may learn that a model does not exist: some route is open to
+        it. Otherwise an unknown name gets 401 like a known one, so names do not leak."""
+        return any(self.accepts(source, token) for source in self._sources)
+
+
+def auth_error(token: str | None) -> JSONResponse:
+    """The OpenAI error answer for a missing or wrong key (never naming the key)."""
+    if token is None:
+        message = "Missing API key: send it as `Authorization: Bearer KEY`."
+    else:
+        message = "Incorrect API key provided."
+    return json_error(401, message, "invalid_api_key")

@@ -32,6 +32,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
+from .config import LocalRoute
+
 Target = Literal["local", "overflow", "reject"]
 Reason = Literal["Ready", "ColdStart", "Saturated", "QueueFull"]
 OverflowCause = Literal["ColdStart", "Saturated"]
@@ -150,3 +152,35 @@ def next_service_time(previous: float | None, sample_s: float) -> float:
     if previous is None:
         return sample_s
     return (1 - SERVICE_TIME_WEIGHT) * previous + SERVICE_TIME_WEIGHT * sample_s
+
+
+@dataclass
+class ModelState:
+    """What the gateway knows about one local model between requests."""
+
+    ready_replicas: int | None = None
+    """None until read, and after a failed read: unknown."""
+    in_flight: int = 0
+    service_time_s: float | None = None
+    waking: bool = False
+
+
+def route_decision(route: LocalRoute, state: ModelState, forbidden: bool) -> Decision:
+    """The policy's decision for one request of `route`.
+
+    Replicas that could not be read count as one ready replica: the request then goes
+    local, where Serve holds it if need be. Reading "unknown" as "cold" would send every
+    request of a healthy model to the provider while its dashboard is unreachable.
+    """
+    ready = 1 if state.ready_replicas is None else state.ready_replicas
+    load = LocalLoad(
+        ready_replicas=ready,
+        in_flight=state.in_flight,
+        slots_per_replica=route.slots_per_replica,
+        service_time_s=state.service_time_s,
+        max_queued_requests=route.waiting_room(ready),
+    )
+    rule = None
+    if route.overflow is not None:
+        rule = OverflowRule(route.overflow.when, route.overflow.max_queue_wait_s)
+    return decide(load, rule, route.local_only, forbidden)
