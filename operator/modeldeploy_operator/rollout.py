@@ -32,8 +32,14 @@ _CODE_KEYS = ("name", "route_prefix", "import_path", "args")
 
 
 def code_hash(app: dict[str, Any]) -> str:
-    """Hash of what Serve restarts replicas for: everything but the replica counts."""
-    return canonical_hash({key: app.get(key) for key in _CODE_KEYS})
+    """Hash of what Serve restarts replicas for: the application's code and args, and the
+    autoscaling policy with its kwargs, which Serve counts in the code version too (a changed
+    scaling delay restarts replicas: it gets the surge an engine change gets)."""
+    policies = [
+        (deployment.get("autoscaling_config") or {}).get("policy")
+        for deployment in app.get("deployments") or []
+    ]
+    return canonical_hash({**{key: app.get(key) for key in _CODE_KEYS}, "policies": policies})
 
 
 def replica_floor(app: dict[str, Any]) -> int:

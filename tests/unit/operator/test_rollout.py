@@ -72,6 +72,17 @@ def test_an_engine_change_surges_one_replica_above_what_runs() -> None:
     assert bounds == (3, 3, 3)
 
 
+def test_a_scaling_delay_change_restarts_replicas_so_it_surges_too() -> None:
+    """Serve counts the autoscaling policy's kwargs (the delays) in the code version; the
+    target and bounds travel outside them and go out as they are."""
+    deployed = config()
+    running = instance(deployed, [replica("RUNNING", 1)])
+    delayed = config({"scaling": {**BASE["scaling"], "scaleDownDelaySeconds": 60}})
+    assert config_to_submit(delayed, running, "llm", LATER) == surged(delayed, 2)
+    target = config({"scaling": {**BASE["scaling"], "targetQueueDepth": 7}})
+    assert config_to_submit(target, running, "llm", LATER) == target
+
+
 def test_an_engine_change_with_nothing_running_is_submitted_plainly() -> None:
     deployed = config()
     desired = config({**BASE, "engine": {"maxModelLen": 2048}})
