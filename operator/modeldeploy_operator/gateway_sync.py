@@ -137,9 +137,11 @@ class GatewaySync:
                         self.kube.delete_object(path, namespace, GATEWAY_NAME)
                 events.normal("Deleted", f"deleted the namespace's gateway {GATEWAY_NAME}")
             return
-        mds = [md for md, _ in models]
         key = canonical_hash(
-            [(m.metadata["name"], m.metadata.get("uid"), m.metadata.get("generation")) for m in mds]
+            [
+                (m.metadata["name"], m.metadata.get("uid"), m.metadata.get("generation"))
+                for m, _ in models
+            ]
         )
         last = self._synced.get(namespace)
         if last is not None and last[0] == key and self.clock() - last[1] < self.resync_s:
