@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldeploy_serving.config import ServingConfig
 from modeldeploy_serving.model_files import last_progress
 
 from . import metrics, names
@@ -139,8 +140,10 @@ class Reconciler:
                 endpoint="",
                 invalid_spec="; ".join(problems) or "invalid spec",
             )
+        # Built once per reconcile, with the digest manifest: for Serve and for the gateway.
+        serving = build_serving_config(md, manifest)
         if self.gateway is not None:
-            self.gateway.observe(namespace, md, build_serving_config(md, manifest))
+            self.gateway.observe(namespace, md, serving)
 
         endpoint = names.endpoint_url(name, namespace, md.spec.endpoint.port)
         fit = self._fit_check(md, namespace)
@@ -173,7 +176,7 @@ class Reconciler:
 
         serve, dashboard_error = ServeObservation(), None
         if head_ready:
-            serve, dashboard_error = self._sync_serve(owner, md, manifest, events)
+            serve, dashboard_error = self._sync_serve(owner, serving, events)
 
         live_workers = [p for p in live_pods if names.is_worker(p)]
         held = replicas_held(md.spec, len(live_workers))
@@ -326,10 +329,9 @@ class Reconciler:
         return live
 
     def _sync_serve(
-        self, owner: Owner, md: ModelDeployment, manifest: dict[str, str], events: EventSink
+        self, owner: Owner, serving: ServingConfig, events: EventSink
     ) -> tuple[ServeObservation, str | None]:
         dashboard = self.dashboard_for(owner.name, owner.namespace)
-        serving = build_serving_config(md, manifest)
         config = build_serve_config(owner.name, serving, self.serve_http_port)
         try:
             instance = dashboard.get_applications()
