@@ -12,15 +12,25 @@ from kubernetes import client
 from .workload import apply, run_pod
 
 # A client that prints what it got, or the error, and never raises: the test reads the verdict.
+# kube-proxy and the policy enforcer apply a change a moment after the API shows it (a Ready pod,
+# a new policy), as on any cluster: the client tries until it sees the state it expects ("open":
+# an answer; "denied": no answer, three times running) or its 60 s run out, and prints the last.
 FETCH = textwrap.dedent(
     """
-    import socket, sys, urllib.request
-    url = sys.argv[1]
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            print("status", r.status, r.read().decode().strip())
-    except Exception as e:
-        print("error", type(e).__name__, e)
+    import socket, sys, time, urllib.request
+    url, expect = sys.argv[1], sys.argv[2]
+    deadline, denied_in_a_row = time.monotonic() + 60, 0
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                verdict, denied_in_a_row = f"status {r.status} {r.read().decode().strip()}", 0
+        except Exception as e:
+            verdict, denied_in_a_row = f"error {type(e).__name__} {e}", denied_in_a_row + 1
+        settled = verdict.startswith("status") if expect == "open" else denied_in_a_row == 3
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    print(verdict)
     try:
         socket.getaddrinfo("pypi.org", 443)
         print("outside-name resolved")
@@ -92,7 +102,8 @@ def test_service_dns_and_network_policy_between_namespaces(
                         "--timeout=300s")  # fmt: skip
         url = f"http://web.{server_ns}.svc.{node.CLUSTER_DOMAIN}/index.html"
         fetch = ["python", "-c", FETCH, url]
-        log = run_pod(cluster, core, namespace, "fetch-open", image_refs["serving-cpu"], fetch)
+        log = run_pod(cluster, core, namespace, "fetch-open", image_refs["serving-cpu"],
+                      [*fetch, "open"])  # fmt: skip
         assert f"status 200 hello-from-{server_ns}" in log, log
         assert "outside-name unresolved" in log, log
 
@@ -103,7 +114,8 @@ def test_service_dns_and_network_policy_between_namespaces(
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
         }
         apply(cluster, server_ns, deny_all)
-        log = run_pod(cluster, core, namespace, "fetch-denied", image_refs["serving-cpu"], fetch)
+        log = run_pod(cluster, core, namespace, "fetch-denied", image_refs["serving-cpu"],
+                      [*fetch, "denied"])  # fmt: skip
         assert "status 200" not in log and "error" in log, log
     finally:
         core.delete_namespace(server_ns)
