@@ -39,7 +39,7 @@ FROM ${BASE_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev libnuma1 \
  && rm -rf /var/lib/apt/lists/*
-# uid/gid 1000: the securityContext of the operator's head and worker pods (pods.py).
+# uid/gid 1000: the securityContext of the operator's head and worker pods (builders/pods.py).
 RUN groupadd --gid 1000 ray \
  && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/ray --shell /bin/bash ray
 ARG ENGINE=cuda

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modeldeploy_operator.api import ModelDeployment
-from modeldeploy_operator.owner import Owner
+from modeldeploy_operator.builders.owner import Owner
 from tests.api_cases import merge
 
 BASE: dict[str, Any] = {

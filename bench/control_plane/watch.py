@@ -22,7 +22,7 @@ from typing import Any
 
 from cluster.localcluster import LocalCluster
 
-from modeldeploy_operator import names
+from modeldeploy_operator.common import names
 
 MD_PATH = "/apis/modeldeploy.dev/v1alpha1/namespaces/{ns}/modeldeployments"
 POD_PATH = "/api/v1/namespaces/{ns}/pods"

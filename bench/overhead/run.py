@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from modeldeploy_operator.serving_config import load_serving_config  # noqa: E402
+from modeldeploy_operator.builders.serving_config import load_serving_config  # noqa: E402
 from modeldeploy_serving.config import ServingConfig  # noqa: E402
 from modeldeploy_serving.ingress import DEFAULT_INGRESS, INGRESS_MODES  # noqa: E402
 from modeldeploy_serving.local import free_port  # noqa: E402

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from modeldeploy_operator import metrics as operator_metrics
+from modeldeploy_operator.edge import metrics as operator_metrics
 
 from .chart import (
     CHART,
@@ -30,7 +30,7 @@ from .chart import (
 
 Rule = tuple[str, str, frozenset[str]]  # (apiGroup, resource, verbs)
 
-# Exactly what the operator calls (kube.py, kopf), per role; the RBAC lifecycle test runs the
+# Exactly what the operator calls (edge/kube.py, kopf), per role; the RBAC lifecycle test runs the
 # operator with these and nothing more.
 SERVING_RULES: set[Rule] = {
     ("modeldeploy.dev", "modeldeployments", frozenset({"list", "watch", "patch"})),

@@ -23,8 +23,8 @@ from cluster import images
 from cluster.localcluster import LocalCluster, free_port, wait_until
 
 from modeldeploy_operator.api import ModelDeploymentSpec
-from modeldeploy_operator.owner import Owner
-from modeldeploy_operator.pods import build_head_pod, build_worker_pod
+from modeldeploy_operator.builders.owner import Owner
+from modeldeploy_operator.builders.pods import build_head_pod, build_worker_pod
 
 from .chart import DOCKERFILES, ROOT, documents, of_kind, render
 

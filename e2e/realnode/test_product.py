@@ -25,8 +25,8 @@ from cluster.localcluster import LocalCluster, wait_until
 from install.release import helm_uninstall
 from kubernetes import client
 
-from modeldeploy_operator import names
-from modeldeploy_operator.gateway import GATEWAY_COMPONENT
+from modeldeploy_operator.builders.gateway import GATEWAY_COMPONENT
+from modeldeploy_operator.common import names
 
 from .load import Load
 from .workload import (

@@ -23,7 +23,7 @@ import openai
 import pytest
 import yaml
 
-from modeldeploy_operator.serving_config import load_serving_config
+from modeldeploy_operator.builders.serving_config import load_serving_config
 from modeldeploy_serving.config import EngineConfig, ServingConfig
 from modeldeploy_serving.ingress import DEFAULT_INGRESS
 from modeldeploy_serving.local import free_port

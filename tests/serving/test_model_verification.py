@@ -19,9 +19,9 @@ import openai
 import pytest
 import yaml
 
-from modeldeploy_operator.conditions import failure_reason
-from modeldeploy_operator.model_checks import Pinned, model_verified
-from modeldeploy_operator.serve_status import ServeObservation
+from modeldeploy_operator.decide.conditions import failure_reason
+from modeldeploy_operator.decide.model_checks import Pinned, model_verified
+from modeldeploy_operator.decide.serve_status import ServeObservation
 from modeldeploy_serving.digests import Mismatch, parse_refusal, sha256_file
 from modeldeploy_serving.local import free_port
 

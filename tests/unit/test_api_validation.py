@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from modeldeploy_operator.api import ModelDeployment, api_rules
-from modeldeploy_operator.validation import Problem, validate_object
+from modeldeploy_operator.common.validation import Problem, validate_object
 from tests.api_cases import document, load_cases
 
 CASES = load_cases()

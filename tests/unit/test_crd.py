@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from modeldeploy_operator.api import ModelDeploymentSpec, api_rules
-from modeldeploy_operator.crd import build_crd, render_crd
+from modeldeploy_operator.builders.crd import build_crd, render_crd
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "crds" / "modeldeployments.modeldeploy.dev.yaml"

@@ -180,7 +180,7 @@ def test_importing_the_config_imports_neither_ray_nor_vllm() -> None:
 
 def _md(spec: dict[str, object]) -> ServingConfig:
     from modeldeploy_operator.api import ModelDeployment
-    from modeldeploy_operator.serving_config import build_serving_config
+    from modeldeploy_operator.builders.serving_config import build_serving_config
 
     document = {"apiVersion": "modeldeploy.dev/v1alpha1", "kind": "ModelDeployment"}
     md = ModelDeployment.model_validate({**document, "metadata": {"name": "m"}, "spec": spec})
@@ -212,7 +212,7 @@ def test_object_store_sources_are_streamed() -> None:
 def test_the_local_example_runs_on_the_cpu_engine() -> None:
     from pathlib import Path
 
-    from modeldeploy_operator.serving_config import load_serving_config
+    from modeldeploy_operator.builders.serving_config import load_serving_config
 
     example = Path(__file__).resolve().parents[2] / "examples" / "tiny-cpu.yaml"
     config = load_serving_config(example)

@@ -50,7 +50,7 @@ modeldeploy
 {{- end -}}
 
 {{/* Rules the operator needs wherever it serves ModelDeployments, namespaced or not.
-     Each verb is one the operator calls (operator/modeldeploy_operator/kube.py) or that kopf
+     Each verb is one the operator calls (operator/modeldeploy_operator/edge/kube.py) or that kopf
      calls for it; the e2e tier runs the whole lifecycle with exactly these. */}}
 {{- define "modeldeploy.servingRules" -}}
 # kopf: list+watch to follow ModelDeployments; patch for its progress annotations,

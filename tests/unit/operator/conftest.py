@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modeldeploy_operator.owner import Owner
+from modeldeploy_operator.builders.owner import Owner
 from tests.operator_factories import make_owner
 
 

@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from modeldeploy_operator.conditions import (
+from modeldeploy_operator.decide.conditions import (
     Observation,
     build_status,
     condition_changes,
     failure_reason,
 )
-from modeldeploy_operator.serve_status import ServeObservation
-from modeldeploy_operator.workers import WorkerPod
+from modeldeploy_operator.decide.serve_status import ServeObservation
+from modeldeploy_operator.decide.workers import WorkerPod
 
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T00:05:00Z"

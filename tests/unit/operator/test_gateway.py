@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy_operator.api import ModelDeployment
-from modeldeploy_operator.conditions import Observation, build_status
-from modeldeploy_operator.gateway import (
+from modeldeploy_operator.builders.gateway import (
     CONFIG_HASH_ANNOTATION,
     GATEWAY_NAME,
     Location,
@@ -24,13 +23,14 @@ from modeldeploy_operator.gateway import (
     secret_refs,
     secret_variable,
 )
-from modeldeploy_operator.serving_config import build_serving_config
-from modeldeploy_operator.traffic import (
+from modeldeploy_operator.builders.serving_config import build_serving_config
+from modeldeploy_operator.common.validation import validate_object
+from modeldeploy_operator.decide.conditions import Observation, build_status
+from modeldeploy_operator.decide.traffic import (
     TrafficCounts,
     overflow_percent,
     traffic_from_metrics,
 )
-from modeldeploy_operator.validation import validate_object
 from modeldeploy_serving.config import ServingConfig
 from modeldeploy_serving.gateway.config import GatewayConfig, SecretSource
 from tests.api_cases import merge

@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 from modeldeploy_operator.api import ModelDeployment
-from modeldeploy_operator.gateway_sync import GatewaySync
-from modeldeploy_operator.hashing import canonical_hash
-from modeldeploy_operator.serving_config import build_serving_config
+from modeldeploy_operator.builders.serving_config import build_serving_config
+from modeldeploy_operator.common.hashing import canonical_hash
+from modeldeploy_operator.edge.gateway_sync import GatewaySync
 from tests.api_cases import merge
 from tests.operator_factories import BASE
 

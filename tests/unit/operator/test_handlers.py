@@ -10,7 +10,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from modeldeploy_operator.handlers import API_RETRY_S, build_registry
+from modeldeploy_operator.edge.handlers import API_RETRY_S, build_registry
 
 
 class FailingReconciler:

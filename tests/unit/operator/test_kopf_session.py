@@ -16,7 +16,7 @@ import kopf
 import pytest
 from yarl import URL
 
-from modeldeploy_operator.handlers import KOPF_REQUESTS, RequestSlots, kopf_session
+from modeldeploy_operator.edge.handlers import KOPF_REQUESTS, RequestSlots, kopf_session
 
 CA = Path(ssl.get_default_verify_paths().cafile or "")
 SERVER = "https://10.0.0.1:6443"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from modeldeploy_operator import metrics
+from modeldeploy_operator.edge import metrics
 
 
 def _series_of(namespace: str, name: str) -> int:

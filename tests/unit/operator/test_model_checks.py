@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy_operator.conditions import Observation, build_status, failure_reason
-from modeldeploy_operator.model_checks import Check, Pinned
-from modeldeploy_operator.serve_status import ServeObservation
+from modeldeploy_operator.decide.conditions import Observation, build_status, failure_reason
+from modeldeploy_operator.decide.model_checks import Check, Pinned
+from modeldeploy_operator.decide.serve_status import ServeObservation
 from modeldeploy_serving.digests import Mismatch, ModelVerificationError
 
 NOW = "2026-01-01T00:00:00Z"
@@ -143,7 +143,7 @@ def configmap_md(revision: str = COMMIT) -> Any:
 
 
 def test_digest_manifest_from_a_configmap() -> None:
-    from modeldeploy_operator.model_checks import digest_manifest
+    from modeldeploy_operator.decide.model_checks import digest_manifest
     from modeldeploy_serving.digests import Manifest, render_manifest
 
     md = configmap_md()
@@ -166,7 +166,7 @@ def test_fit_from_config_text() -> None:
     import json
     from pathlib import Path
 
-    from modeldeploy_operator.model_checks import fit_from_config
+    from modeldeploy_operator.decide.model_checks import fit_from_config
     from tests.operator_factories import make_md
 
     config = (Path(__file__).parents[2] / "data/models/qwen2.5-7b-instruct/config.json").read_text()

@@ -8,7 +8,7 @@ from re import fullmatch
 import pytest
 
 from modeldeploy_operator.api.source import MODEL_SOURCE_PATTERN, ModelSource, is_streamed
-from modeldeploy_operator.serving_config import PVC_MOUNT_ROOT, model_location
+from modeldeploy_operator.builders.serving_config import PVC_MOUNT_ROOT, model_location
 
 
 @pytest.mark.parametrize(

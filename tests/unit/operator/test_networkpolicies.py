@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 
 from modeldeploy_operator.api import ModelDeployment
-from modeldeploy_operator.gateway import (
+from modeldeploy_operator.builders.gateway import (
     build_gateway_config,
     build_gateway_deployment,
     cluster_location,
     mounted_secret,
 )
-from modeldeploy_operator.hashing import hash_of
-from modeldeploy_operator.networkpolicies import (
+from modeldeploy_operator.builders.networkpolicies import (
     OperatorPeers,
     build_endpoint_policy,
     build_head_policy,
@@ -24,9 +23,10 @@ from modeldeploy_operator.networkpolicies import (
     parse_selector,
     plan_policies,
 )
-from modeldeploy_operator.operator_main import add_arguments, operator_peers
-from modeldeploy_operator.owner import Owner
-from modeldeploy_operator.serving_config import build_serving_config
+from modeldeploy_operator.builders.owner import Owner
+from modeldeploy_operator.builders.serving_config import build_serving_config
+from modeldeploy_operator.common.hashing import hash_of
+from modeldeploy_operator.edge.operator_main import add_arguments, operator_peers
 from tests.operator_factories import make_md, make_owner
 
 PEERS = OperatorPeers(

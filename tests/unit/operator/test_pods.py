@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy_operator import names
-from modeldeploy_operator.hashing import hash_of
-from modeldeploy_operator.owner import Owner
-from modeldeploy_operator.pods import build_head_pod, build_worker_pod
+from modeldeploy_operator.builders.owner import Owner
+from modeldeploy_operator.builders.pods import build_head_pod, build_worker_pod
+from modeldeploy_operator.common import names
+from modeldeploy_operator.common.hashing import hash_of
 from tests.operator_factories import make_owner
 
 

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from modeldeploy_operator.api import ModelDeployment
-from modeldeploy_operator.gpus import gpu_memory_bytes
-from modeldeploy_operator.model_checks import engine_settings, fit_check
-from modeldeploy_operator.preflight import (
+from modeldeploy_operator.decide.gpus import gpu_memory_bytes
+from modeldeploy_operator.decide.model_checks import engine_settings, fit_check
+from modeldeploy_operator.decide.preflight import (
     GIB,
     Architecture,
     EngineSettings,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy_operator.dashboard import DashboardUnavailable
-from modeldeploy_operator.reconcile import PROGRESS_LOG_LINES, replica_progress
-from modeldeploy_operator.serve_status import ServeObservation
+from modeldeploy_operator.decide.serve_status import ServeObservation
+from modeldeploy_operator.edge.dashboard import DashboardUnavailable
+from modeldeploy_operator.edge.reconcile import PROGRESS_LOG_LINES, replica_progress
 
 INSTANCE = {
     "applications": {

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy_operator.rollout import STATUS_LAG_S, config_to_submit, replica_floor, surged
-from modeldeploy_operator.serve_app import build_serve_config
-from modeldeploy_operator.serving_config import build_serving_config
+from modeldeploy_operator.builders.ray_serve_config import build_serve_config
+from modeldeploy_operator.builders.serving_config import build_serving_config
+from modeldeploy_operator.decide.rollout import (
+    STATUS_LAG_S,
+    config_to_submit,
+    replica_floor,
+    surged,
+)
 from tests.operator_factories import make_md
 
 BASE = {"scaling": {"minReplicas": 1, "maxReplicas": 3}}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from modeldeploy_operator.owner import Owner
-from modeldeploy_operator.services import build_endpoint_service, build_head_service
+from modeldeploy_operator.builders.owner import Owner
+from modeldeploy_operator.builders.services import build_endpoint_service, build_head_service
 from tests.operator_factories import make_owner
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modeldeploy_operator.serving_config import (
+from modeldeploy_operator.builders.serving_config import (
     build_serving_config,
     load_serving_config,
     model_location,

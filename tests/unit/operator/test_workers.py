@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modeldeploy_operator.workers import (
+from modeldeploy_operator.decide.workers import (
     WorkerPod,
     plan_workers,
     replicas_held,

@@ -3,7 +3,7 @@
 The reconcile of one ModelDeployment tells this class what it saw (`observe`, with the
 ServingConfig it built, or `exclude` for an invalid spec) and, after the model's own children,
 asks it to bring the namespace's gateway objects up to date (`sync`); the objects themselves come
-from the pure builders in gateway.py. Choices that keep the view whole and the cost flat:
+from the pure builders in builders/gateway.py. Choices that keep the view whole and the cost flat:
 - the namespace's ModelDeployments are remembered from their own reconciles, each with the
   ServingConfig that reconcile built (a digest manifest from a ConfigMap is read there only);
 - the objects are written only when the set of ModelDeployments or one of their specs changed
@@ -33,9 +33,8 @@ from typing import Any, Protocol
 
 from modeldeploy_serving.config import ServingConfig
 
-from .api import API_VERSION, KIND, PLURAL, ModelDeployment
-from .events import EventSink
-from .gateway import (
+from ..api import API_VERSION, KIND, PLURAL, ModelDeployment
+from ..builders.gateway import (
     DEFAULT_GATEWAY_IMAGE,
     GATEWAY_NAME,
     GATEWAY_URL_TEMPLATE,
@@ -46,8 +45,9 @@ from .gateway import (
     cluster_location,
     mounted_secret,
 )
-from .hashing import canonical_hash, hash_of
-from .traffic import TrafficCounts, traffic_from_metrics
+from ..common.hashing import canonical_hash, hash_of
+from ..decide.traffic import TrafficCounts, traffic_from_metrics
+from .events import EventSink
 
 CONFIGMAP = "/api/v1/namespaces/{namespace}/configmaps"
 DEPLOYMENT = "/apis/apps/v1/namespaces/{namespace}/deployments"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .api import API_VERSION, KIND, ModelDeploymentSpec
+from ..api import API_VERSION, KIND, ModelDeploymentSpec
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import yaml
 
-from .api import ModelDeployment
-from .crd import render_crd
-from .model_cli import add_model_commands, fit_line
-from .validation import validate_text
+from ..api import ModelDeployment
+from ..builders.crd import render_crd
+from ..common.validation import validate_text
+from .model import add_model_commands, fit_line
 
 
 def _cmd_crd(_: argparse.Namespace) -> int:
@@ -50,7 +50,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
-    from .operator_main import run
+    from ..edge.operator_main import run
 
     return run(args)
 
@@ -87,13 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_cmd_validate)
     add_model_commands(commands)
 
-    from .operator_main import add_arguments
+    from ..edge.operator_main import add_arguments
 
     operator = commands.add_parser("operator", help="run the operator (kopf) against a cluster")
     add_arguments(operator)
     operator.set_defaults(func=_cmd_operator)
 
-    from .serving_cli import add_serving_commands
+    from .serve import add_serving_commands
 
     add_serving_commands(commands)
     return parser
@@ -103,7 +103,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -33,10 +33,10 @@ from modeldeploy_serving.gateway.config import (
     SecretSource,
 )
 
-from . import names
-from .api import API_VERSION, KIND, ModelDeployment
-from .hashing import canonical_hash, stamped
-from .names import DEFAULT_DASHBOARD_URL, dashboard_url
+from ..api import API_VERSION, KIND, ModelDeployment
+from ..common import names
+from ..common.hashing import canonical_hash, stamped
+from ..common.names import DEFAULT_DASHBOARD_URL, dashboard_url
 
 GATEWAY_NAME = "modeldeploy-gateway"
 GATEWAY_PORT = 8000

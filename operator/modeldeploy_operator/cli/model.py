@@ -20,9 +20,9 @@ import yaml
 
 from modeldeploy_serving.digests import Manifest, digest_dir, render_manifest
 
-from .api import ModelDeployment
-from .model_checks import engine_settings, local_model_config
-from .preflight import FitReport, architecture_from_config, check_fit
+from ..api import ModelDeployment
+from ..decide.model_checks import engine_settings, local_model_config
+from ..decide.preflight import FitReport, architecture_from_config, check_fit
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -85,7 +85,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 
 def add_model_commands(commands: Any) -> None:
-    """Register `digest` on cli.py's subparsers object."""
+    """Register `digest` on cli/commands.py's subparsers object."""
     digest = commands.add_parser(
         "digest", help="write the SHA-256 manifest of a local model folder"
     )

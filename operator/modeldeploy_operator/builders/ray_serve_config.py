@@ -14,8 +14,8 @@ from typing import Any
 from modeldeploy_serving.autoscaling import ray_autoscaling_config
 from modeldeploy_serving.config import ServingConfig
 
-from .hashing import canonical_hash
-from .names import SERVE_PORT
+from ..common.hashing import canonical_hash
+from ..common.names import SERVE_PORT
 
 APP_IMPORT_PATH = "modeldeploy_serving.app:app_builder"
 DEPLOYMENT_NAME = "VLLMServer"

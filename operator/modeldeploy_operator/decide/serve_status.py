@@ -1,6 +1,6 @@
 """What Ray Serve reports about one application, read into what the operator decides on (pure).
 
-`dashboard.py` fetches (the REST API's JSON, the head's Prometheus text); this module reads:
+`edge/dashboard.py` fetches (the REST API's JSON, the head's Prometheus text); this module reads:
 the application and deployment states, the replicas (live, starting, and where their logs are),
 Serve's target, and the queue-depth gauge of our autoscaling policy.
 """

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .api import ModelDeploymentSpec
+from ..api import ModelDeploymentSpec
 from .rollout import SURGE
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy_operator.serve_app import build_serve_config
-from modeldeploy_operator.serve_status import ServeObservation
-from modeldeploy_operator.serving_config import build_serving_config
+from modeldeploy_operator.builders.ray_serve_config import build_serve_config
+from modeldeploy_operator.builders.serving_config import build_serving_config
+from modeldeploy_operator.decide.serve_status import ServeObservation
 from tests.operator_factories import make_md
 
 
@@ -95,7 +95,7 @@ def test_configs_pass_ray_serves_own_schema() -> None:
 
 
 def test_queue_depth_from_head_metrics() -> None:
-    from modeldeploy_operator.serve_status import queue_depth_from_metrics
+    from modeldeploy_operator.decide.serve_status import queue_depth_from_metrics
 
     text = "\n".join(
         [

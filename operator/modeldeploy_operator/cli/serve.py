@@ -1,7 +1,8 @@
 """The serving subcommands of `modeldeploy`: `serve -f FILE` and `dev make-tiny-model DIR`.
 
-Kept apart from cli.py so the serving layer's commands stay in one place; the engine and Ray are
-imported only when a command runs, so the rest of the CLI works without them installed.
+Kept apart from cli/commands.py so the serving layer's commands stay in one place; the engine
+and Ray are imported only when a command runs, so the rest of the CLI works without them
+installed.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import yaml
 
 from modeldeploy_serving.ingress import DEFAULT_INGRESS, INGRESS_MODES
 
-from .api import ModelDeployment
-from .validation import parse_model_deployment
+from ..api import ModelDeployment
+from ..common.validation import parse_model_deployment
 
 DEFAULT_SECRETS_DIR = "~/.config/modeldeploy/secrets"
 
@@ -36,7 +37,7 @@ def load_model_deployments(path: Path) -> list[ModelDeployment]:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from modeldeploy_serving.local import serve
 
-    from .serving_config import load_serving_config
+    from ..builders.serving_config import load_serving_config
 
     try:
         mds = load_model_deployments(Path(args.file))
@@ -57,8 +58,8 @@ def _serve_with_gateway(args: argparse.Namespace, mds: list[ModelDeployment]) ->
     from modeldeploy_serving.gateway.local_run import serve_with_gateway
     from modeldeploy_serving.local import app_base_urls, free_port
 
-    from .gateway import Location, build_gateway_config, local_secret
-    from .serving_config import build_serving_config
+    from ..builders.gateway import Location, build_gateway_config, local_secret
+    from ..builders.serving_config import build_serving_config
 
     configs = [build_serving_config(md) for md in mds]
     serve_port = free_port()
@@ -95,7 +96,7 @@ def _cmd_make_tiny_model(args: argparse.Namespace) -> int:
 
 
 def add_serving_commands(commands: Any) -> None:
-    """Register the serving subcommands on cli.py's subparsers object."""
+    """Register the serving subcommands on cli/commands.py's subparsers object."""
     serve = commands.add_parser(
         "serve", help="serve a ModelDeployment file on a local Ray until interrupted"
     )

@@ -17,10 +17,10 @@ from typing import Any
 
 from modeldeploy_serving.digests import Mismatch, parse_manifest, parse_refusal
 
-from .api import ModelDeployment, ModelDeploymentSpec
+from ..api import ModelDeployment, ModelDeploymentSpec
+from ..common.quantities import parse_quantity
 from .gpus import gpu_memory_bytes
 from .preflight import EngineSettings, FitReport, architecture_from_config, check_fit
-from .quantities import parse_quantity
 from .serve_status import ServeObservation
 
 FIT_CHECK = "FitCheck"

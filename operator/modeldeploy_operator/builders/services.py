@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import names
-from .hashing import stamped
+from ..common import names
+from ..common.hashing import stamped
 from .owner import Owner
 
 

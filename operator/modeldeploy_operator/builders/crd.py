@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .api import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, ModelDeployment
+from ..api import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, ModelDeployment
 
 Schema = dict[str, Any]
 

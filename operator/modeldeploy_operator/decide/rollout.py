@@ -18,8 +18,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .hashing import canonical_hash
-from .serve_app import application_hash
+from ..builders.ray_serve_config import application_hash
+from ..common.hashing import canonical_hash
 
 SURGE = 1
 """Extra replicas while a new model or engine version starts."""

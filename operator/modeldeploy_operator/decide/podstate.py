@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hashing import hash_of
-from .names import WORKER_INDEX_ANNOTATION
+from ..common.hashing import hash_of
+from ..common.names import WORKER_INDEX_ANNOTATION
 from .workers import WorkerPod
 
 

@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import names
+from ..common import names
+from ..common.hashing import hash_of, stamped
 from .gateway import GATEWAY_COMPONENT
-from .hashing import hash_of, stamped
 from .owner import Owner
 
 POLICY_COMPONENT = "network-policy"

@@ -17,27 +17,34 @@ from typing import Any
 from modeldeploy_serving.config import ServingConfig
 from modeldeploy_serving.model_files import last_progress
 
-from . import metrics, names
-from .api import ModelDeployment
-from .conditions import Observation, build_status, condition_changes
+from ..api import ModelDeployment
+from ..builders.gateway import secret_problems, secret_refs
+from ..builders.networkpolicies import OperatorPeers, build_network_policies, plan_policies
+from ..builders.owner import Owner
+from ..builders.pods import build_head_pod, build_worker_pod
+from ..builders.ray_serve_config import build_serve_config
+from ..builders.services import build_endpoint_service, build_head_service
+from ..builders.serving_config import build_serving_config
+from ..common import names
+from ..common.hashing import hash_of
+from ..common.validation import validate_object
+from ..decide.conditions import Observation, build_status, condition_changes
+from ..decide.model_checks import (
+    Check,
+    Pinned,
+    digest_manifest,
+    fit_from_config,
+    local_model_config,
+)
+from ..decide.podstate import is_ready, unschedulable_message, worker_from_pod
+from ..decide.rollout import config_to_submit
+from ..decide.serve_status import ServeObservation, queue_depth_from_metrics
+from ..decide.workers import plan_workers, replicas_held, target_replicas, workers_for
+from . import metrics
 from .dashboard import DashboardUnavailable, ServeDashboard
 from .events import EventSink
-from .gateway import secret_problems, secret_refs
 from .gateway_sync import GatewaySync
-from .hashing import hash_of
 from .kube import NETWORKPOLICY, Kube
-from .model_checks import Check, Pinned, digest_manifest, fit_from_config, local_model_config
-from .networkpolicies import OperatorPeers, build_network_policies, plan_policies
-from .owner import Owner
-from .pods import build_head_pod, build_worker_pod
-from .podstate import is_ready, unschedulable_message, worker_from_pod
-from .rollout import config_to_submit
-from .serve_app import build_serve_config
-from .serve_status import ServeObservation, queue_depth_from_metrics
-from .services import build_endpoint_service, build_head_service
-from .serving_config import build_serving_config
-from .validation import validate_object
-from .workers import plan_workers, replicas_held, target_replicas, workers_for
 
 # Lines of a starting replica's log read for its last reported step (download, verification):
 # enough to reach back past the engine's own start-up lines, which follow ours.

@@ -13,10 +13,10 @@ from typing import Any
 from modeldeploy_serving.ingress import DEFAULT_INGRESS, ingress_env
 from modeldeploy_serving.serve_env import serve_env
 
-from . import names
-from .hashing import stamped
+from ..common import names
+from ..common.hashing import stamped
+from ..common.quantities import whole_cpus
 from .owner import Owner
-from .quantities import whole_cpus
 from .serving_config import PVC_MOUNT_ROOT
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"

@@ -27,8 +27,8 @@ import kopf
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from ..api import GROUP, PLURAL, VERSION
 from . import metrics
-from .api import GROUP, PLURAL, VERSION
 from .reconcile import Reconciler
 
 ANNOTATION_PREFIX = "modeldeploy.dev"

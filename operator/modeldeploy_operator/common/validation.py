@@ -13,8 +13,8 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .api import ModelDeployment
-from .api.base import RULE_ERROR_TYPE
+from ..api import ModelDeployment
+from ..api.base import RULE_ERROR_TYPE
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import os
 import random
 import sys
 
+from ..builders.gateway import DEFAULT_GATEWAY_IMAGE, GATEWAY_URL_TEMPLATE
+from ..builders.networkpolicies import OperatorPeers, parse_selector
+from ..common.names import DEFAULT_DASHBOARD_URL, DEFAULT_METRICS_URL, dashboard_url
 from .dashboard import HttpServeDashboard
-from .gateway import DEFAULT_GATEWAY_IMAGE, GATEWAY_URL_TEMPLATE
-from .names import DEFAULT_DASHBOARD_URL, DEFAULT_METRICS_URL, dashboard_url
-from .networkpolicies import OperatorPeers, parse_selector
 
 PEERING_NAME = "modeldeploy"
 

@@ -1,5 +1,5 @@
 """The Ray dashboard's Serve REST API: a small client interface and its HTTP implementation
-(the I/O edge; serve_status.py reads what it fetches).
+(the I/O edge; decide/serve_status.py reads what it fetches).
 
 Where the operator runs outside the cluster (development, the e2e tier), the dashboard of each
 ModelDeployment's head is reached through `dashboard_url_template` instead of the head Service

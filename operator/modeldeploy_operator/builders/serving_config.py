@@ -15,10 +15,10 @@ import yaml
 from modeldeploy_serving.autoscaling import AutoscalingConfig
 from modeldeploy_serving.config import EngineConfig, ServingConfig, Verification
 
-from .api import ModelDeployment, ModelDeploymentSpec
-from .api.source import ModelSource
-from .quantities import whole_cpus
-from .validation import parse_model_deployment
+from ..api import ModelDeployment, ModelDeploymentSpec
+from ..api.source import ModelSource
+from ..common.quantities import whole_cpus
+from ..common.validation import parse_model_deployment
 
 # Where the worker pods mount a pvc:// source's claim (pods.py): PVC_MOUNT_ROOT/CLAIM/PATH.
 PVC_MOUNT_ROOT = "/models"
