@@ -9,11 +9,8 @@ minutes on two cores, so it is paid once.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +25,6 @@ from kubernetes import client
 from modeldeploy_operator.builders.gateway import GATEWAY_COMPONENT
 from modeldeploy_operator.common import names
 
-from .load import Load
 from .workload import (
     API_KEY,
     MODEL,
@@ -198,72 +194,6 @@ def test_gateway_checks_keys_from_its_secret(
     assert out.get("chat"), out
     out = _openai_verdict(cluster, admin, namespace, image, "unkeyed", gateway, "sk-wrong")
     assert out.get("status") == 401, out
-
-
-def _worker_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
-    pods = core.list_namespaced_pod(
-        namespace, label_selector=f"{names.COMPONENT_LABEL}={names.WORKER}"
-    )
-    return list(pods.items)
-
-
-def _running_replicas(admin: client.ApiClient, namespace: str) -> int:
-    return int(read_md(admin, namespace).get("status", {}).get("readyReplicas", 0))
-
-
-def _kill_container(cluster: LocalCluster, pod: str) -> None:
-    """SIGKILL the worker container's main process, as an OOM kill or a crash would."""
-    assert cluster.node is not None
-    crictl = [str(binaries.binary("crictl")), *cluster.node.crictl_flags()]
-    ids = subprocess.run(
-        [*crictl, "ps", "-q", "--label", f"io.kubernetes.pod.name={pod}"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    assert len(ids) == 1, ids
-    info = json.loads(
-        subprocess.run(
-            [*crictl, "inspect", ids[0]], capture_output=True, text=True, check=True
-        ).stdout
-    )
-    os.kill(int(info["info"]["pid"]), signal.SIGKILL)
-
-
-def test_load_adds_a_worker_a_killed_one_comes_back_and_idle_removes_it(
-    cluster: LocalCluster, admin: client.ApiClient, served: Served
-) -> None:
-    """Queue-depth autoscaling with real pods: load makes a second worker pod start and serve;
-    a worker's container killed under load is restarted by the kubelet and serves again; when
-    the load stops the extra worker goes. What the kill cost is counted and printed."""
-    core = client.CoreV1Api(admin)
-    ip = core.read_namespaced_service(MODEL, served.namespace).spec.cluster_ip
-    # Twice the engine's batch (maxNumSeqs 4): a queue of about 4 against a target of 2.
-    with Load(f"http://{ip}:8000/v1", clients=8, max_tokens=64) as load:
-        wait_until(lambda: len(_worker_pods(core, served.namespace)) == 2, timeout=300,
-                   what="a second worker pod")  # fmt: skip
-        wait_until(lambda: _running_replicas(admin, served.namespace) == 2, timeout=600,
-                   interval=2, what="two replicas serving")  # fmt: skip
-        before_kill = load.now()
-        _kill_container(cluster, f"{MODEL}-worker-0")
-
-        def restarted_and_ready() -> bool:
-            pod = core.read_namespaced_pod(f"{MODEL}-worker-0", served.namespace)
-            [status] = pod.status.container_statuses
-            return bool(status.restart_count >= 1 and status.ready)
-
-        wait_until(restarted_and_ready, timeout=300, interval=2, what="worker-0 restarted")
-        wait_until(lambda: _running_replicas(admin, served.namespace) == 2, timeout=600,
-                   interval=2, what="two replicas serving again")  # fmt: skip
-        recovered = load.now()
-        time.sleep(10)
-        load.stop()
-    around_kill = load.counts(since=before_kill)
-    after_recovery = load.counts(since=recovered)
-    print(f"load: before the kill {load.counts()} ; from the kill on {around_kill} ; "
-          f"after recovery {after_recovery}")  # fmt: skip
-    assert load.counts().get("ok", 0) > 0
-    assert set(after_recovery) <= {"ok"}, after_recovery
-    wait_until(lambda: len(_worker_pods(core, served.namespace)) == 1, timeout=300,
-               interval=2, what="the extra worker removed once idle")  # fmt: skip
 
 
 def _as_new_pod(pod: client.V1Pod, api: client.ApiClient) -> dict[str, Any]:

@@ -24,9 +24,7 @@ API_KEY = "sk-node-test-0123456789"
 TINY_ENGINE = {
     "dtype": "float32",
     "maxModelLen": 256,
-    # A small batch: a few clients then fill it and queue behind it, which is what the
-    # autoscaling test needs, without loading two cores with many more.
-    "maxNumSeqs": 4,
+    "maxNumSeqs": 8,
     # On the CPU engine: the share of the pod's memory limit for vLLM, weights and KV cache.
     "gpuMemoryUtilization": 0.3,
     "extraArgs": ["--enforce-eager"],
@@ -93,20 +91,13 @@ def model_volume(namespace: str, model: Path) -> list[dict[str, Any]]:
 
 
 def tiny_model_deployment(serving_image: str, **endpoint: Any) -> dict[str, Any]:
-    """The tiny model on the CPU engine, its image the serving image built here: one replica at
-    rest, a second under load (the queue-depth autoscaler adds a worker pod when requests wait
-    and removes it soon after they stop)."""
+    """One replica of the tiny model on the CPU engine, its image the serving image built here."""
     spec: dict[str, Any] = {
         "model": {"source": f"pvc://models/{SERVED_NAME}", "servedModelName": SERVED_NAME},
         "engine": TINY_ENGINE,
         "resources": {"accelerator": "cpu", "cpu": "500m", "memory": "8Gi"},
         "ray": {"image": serving_image, "headResources": {"cpu": "250m", "memory": "3Gi"}},
-        "scaling": {
-            "minReplicas": 1,
-            "maxReplicas": 2,
-            "targetQueueDepth": 2,
-            "scaleDownDelaySeconds": 30,
-        },
+        "scaling": {"minReplicas": 1, "maxReplicas": 1},
     }
     if endpoint:
         spec["endpoint"] = endpoint
