@@ -29,6 +29,20 @@ _CONTAINER_SECURITY = {
 _POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000}
 
 
+def _probes(health: dict[str, Any]) -> dict[str, Any]:
+    """Readiness and liveness on the same check, head and worker alike: ready within seconds,
+    restarted only after a minute of failures (an engine under load answers slowly)."""
+    return {
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {
+            **health,
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+    }
+
+
 def _env(owner: Owner) -> list[dict[str, Any]]:
     # The ingress the overhead benchmark picked (HAProxy in front of the replicas' own HTTP
     # servers), short metric pushes so the queue-depth policy reacts in about a second, and
@@ -104,13 +118,7 @@ def build_head_pod(owner: Owner) -> dict[str, Any]:
             {"name": "metrics", "containerPort": names.METRICS_PORT},
         ],
         "resources": {"requests": resources, "limits": {"memory": resources["memory"]}},
-        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {
-            **health,
-            "initialDelaySeconds": 30,
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
+        **_probes(health),
         "securityContext": _CONTAINER_SECURITY,
         "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
     }
@@ -187,13 +195,7 @@ def build_worker_pod(owner: Owner, index: int) -> dict[str, Any]:
             {"name": "metrics", "containerPort": names.METRICS_PORT},
         ],
         "resources": {"requests": requests, "limits": limits},
-        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {
-            **health,
-            "initialDelaySeconds": 30,
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
+        **_probes(health),
         "securityContext": _CONTAINER_SECURITY,
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
